@@ -45,7 +45,9 @@ def packages_hash(packages: dict[str, str] | None = None) -> str:
 
 def provenance_record(config: dict[str, Any]) -> dict[str, Any]:
     packages = installed_packages()
-    key_versions = {name: packages[name] for name in ("torch", "rdkit", "numpy", "snakemake", "e3nn") if name in packages}
+    key_versions = {
+        name: packages[name] for name in ("torch", "rdkit", "numpy", "snakemake", "e3nn") if name in packages
+    }
     return {
         "git_commit": git_commit(),
         "config": config,

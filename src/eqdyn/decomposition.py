@@ -1,0 +1,201 @@
+"""The held-out loss of a model split into a twirled-prediction error and an equivariance error.
+
+See DESIGN.md, "The math".
+
+For an example (x, y) and rotations g_1..g_K, the twisted predictions
+p_k = f_{g_k}(x) = rho_out(g_k)^-1 f(rho_in(g_k) x)
+are all read in the example's own frame. With p_bar = mean_k p_k and ||.|| the task's weighted loss norm:
+
+- sampled Haar rotations (i.i.d., K >= 2), unbiased for every example:
+    s2 = sum_k ||p_k - p_bar||^2 / (K - 1)          L_equiv_hat = s2
+    L_mean_hat = ||p_bar - y||^2 - s2 / K            (the plug-in ||p_bar - y||^2 is biased up by L_equiv / K)
+    L_total_hat = mean_k ||p_k - y||^2 = L_mean_hat + L_equiv_hat exactly;
+- the K = 24 cube rotations enumerated: p_bar is the exact octahedral twirl, L_equiv = sum_k ||p_k - p_bar||^2 / K
+  and L_mean = ||p_bar - y||^2, with no correction.
+
+One example's L_mean_hat can be negative; it is never clipped. The percentage is the ratio of averages,
+100 * mean(L_equiv_hat) / mean(L_total_hat), with a delta-method standard error over examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from eqdyn.molecules import MoleculeBatch
+from eqdyn.symmetry.rotations import coset_frames, evaluation_rotations, octahedral_group
+from eqdyn.tasks.base import Example, Inputs, KeyedNoise, Output, Task, sum_parts
+
+QUANTITIES = ("total", "mean", "mean_plugin", "equiv", "twirl_sq_norm")
+
+
+@dataclass
+class Decomposition:
+    """Per-example estimates [B] for each output part; ``part="all"`` sums the parts."""
+
+    example_id: Tensor
+    num_rotations: int
+    enumerated: bool
+    total: dict[str, Tensor]
+    mean: dict[str, Tensor]
+    mean_plugin: dict[str, Tensor]
+    equiv: dict[str, Tensor]
+    twirl_sq_norm: dict[str, Tensor]  # unbiased ||f_bar(x)||^2, the denominator of the relative equivariance error
+    covariates: dict[str, Tensor] = field(default_factory=dict)
+
+    def quantity(self, name: str, part: str = "all") -> Tensor:
+        values: dict[str, Tensor] = getattr(self, name)
+        return sum_parts(values) if part == "all" else values[part]
+
+    @property
+    def parts(self) -> list[str]:
+        return [*self.total, "all"] if len(self.total) > 1 else list(self.total)
+
+
+@dataclass(frozen=True)
+class EvaluationRotations:
+    """The rotations an evaluation uses for a set of examples (DESIGN.md: keyed by seed, example id and k)."""
+
+    example_id: np.ndarray  # [B]
+    rotations: np.ndarray  # [B, K, 3, 3]
+    enumerated: bool  # True: the 24 cube rotations inside each example's frame
+    frames: np.ndarray | None = None  # [B, 3, 3] Haar frame h of the coset estimator, else None
+
+
+def make_evaluation_rotations(
+    task: Task, example_ids: np.ndarray, seed: int, num_rotations: int
+) -> EvaluationRotations:
+    """Per-example rotations for ``task``'s evaluation design; ``num_rotations`` is ignored for the coset design."""
+    example_ids = np.asarray(example_ids, dtype=np.int64)
+    if task.evaluation_design == "haar":
+        if num_rotations < 2:
+            raise ValueError(f"the Haar design needs K >= 2 rotations per example, got {num_rotations}")
+        return EvaluationRotations(example_ids, evaluation_rotations(seed, example_ids, num_rotations), False)
+    group = octahedral_group().numpy()
+    rotations = np.broadcast_to(group, (len(example_ids), *group.shape)).copy()
+    return EvaluationRotations(example_ids, rotations, True, coset_frames(seed, example_ids))
+
+
+def make_evaluation_example(
+    task: Task, molecules: MoleculeBatch, evaluation: EvaluationRotations, noise_seed: int
+) -> tuple[Example, Tensor]:
+    """The example (keyed noise, coset frame applied) and its rotations [B, K, 3, 3], rows matched by example id."""
+    position = {int(key): row for row, key in enumerate(evaluation.example_id)}
+    try:
+        rows = np.array([position[int(key)] for key in molecules.example_id])
+    except KeyError as error:
+        raise KeyError(f"example id {error.args[0]} has no evaluation rotations") from None
+    if evaluation.frames is not None:
+        molecules = molecules.rotate(torch.from_numpy(evaluation.frames[rows]).to(molecules.positions.dtype))
+    example = task.make_example(molecules, KeyedNoise(noise_seed))
+    return example, torch.from_numpy(evaluation.rotations[rows])
+
+
+def twisted_predictions(
+    task: Task, model: nn.Module, inputs: Inputs, rotations: Tensor, chunk_size: int | None = None
+) -> Output:
+    """p_k = f_{g_k}(x) for ``rotations [B, K, 3, 3]``: the K rotated copies of the batch go through the model
+    together (in chunks of ``chunk_size`` rotations), and come back as outputs [B, K, ...] in the input frame."""
+    batch, num_rotations = rotations.shape[:2]
+    chunk_size = chunk_size or num_rotations
+    chunks: list[Output] = []
+    for start in range(0, num_rotations, chunk_size):
+        block = rotations[:, start : start + chunk_size]
+        k = block.shape[1]
+        repeated = {name: value.repeat_interleave(k, dim=0) for name, value in inputs.items()}
+        flat = block.reshape(batch * k, 3, 3)
+        twisted = task.twist(model, repeated, flat)
+        chunks.append({part: value.reshape(batch, k, *value.shape[1:]) for part, value in twisted.items()})
+    return {part: torch.cat([chunk[part] for chunk in chunks], dim=1) for part in chunks[0]}
+
+
+def decompose_predictions(
+    task: Task, predictions: Output, target: Output, inputs: Inputs, enumerated: bool, example_id: Tensor
+) -> Decomposition:
+    """The estimators from twisted predictions [B, K, ...] and the target [B, ...] (see the module docstring)."""
+    num_rotations = next(iter(predictions.values())).shape[1]
+    if not enumerated and num_rotations < 2:
+        raise ValueError("sampled rotations need K >= 2 for an unbiased variance")
+    p_bar = {part: predictions[part].mean(dim=1) for part in task.output_parts}
+    deviation = {part: predictions[part] - p_bar[part].unsqueeze(1) for part in task.output_parts}
+    residual_k = {part: predictions[part] - target[part].unsqueeze(1) for part in task.output_parts}
+    sum_sq_dev = {part: value.sum(dim=1) for part, value in task.squared_norms(deviation, inputs).items()}
+    total = {part: value.mean(dim=1) for part, value in task.squared_norms(residual_k, inputs).items()}
+    plugin = task.squared_norms({part: p_bar[part] - target[part] for part in task.output_parts}, inputs)
+    twirl_norm = task.squared_norms(p_bar, inputs)
+    if enumerated:
+        equiv = {part: value / num_rotations for part, value in sum_sq_dev.items()}
+        mean = dict(plugin)
+        twirl_sq_norm = dict(twirl_norm)
+    else:
+        equiv = {part: value / (num_rotations - 1) for part, value in sum_sq_dev.items()}
+        mean = {part: plugin[part] - equiv[part] / num_rotations for part in plugin}
+        twirl_sq_norm = {part: twirl_norm[part] - equiv[part] / num_rotations for part in twirl_norm}
+    return Decomposition(example_id, num_rotations, enumerated, total, mean, plugin, equiv, twirl_sq_norm)
+
+
+def decompose(
+    task: Task, model: nn.Module, example: Example, rotations: Tensor, enumerated: bool, chunk_size: int | None = None
+) -> Decomposition:
+    """One batched decomposition pass of ``model`` on ``example`` with per-example ``rotations [B, K, 3, 3]``."""
+    predictions = twisted_predictions(task, model, example.inputs, rotations, chunk_size)
+    predictions = {part: value.detach() for part, value in predictions.items()}
+    result = decompose_predictions(task, predictions, example.target, example.inputs, enumerated, example.example_id)
+    result.covariates = dict(example.covariates)
+    return result
+
+
+def twirled_losses(task: Task, predictions: Output, target: Output, inputs: Inputs, k: int) -> Tensor:
+    """Loss [B] of the test-time twirled model with k rotations: the K predictions are cut into K // k disjoint
+    groups, each group averaged, and the loss of each average averaged. Its expectation is L_mean + L_equiv / k."""
+    num_rotations = next(iter(predictions.values())).shape[1]
+    groups = num_rotations // k
+    if groups < 1:
+        raise ValueError(f"k = {k} exceeds the {num_rotations} rotations available")
+    losses = []
+    for group in range(groups):
+        averaged = {part: value[:, group * k : (group + 1) * k].mean(dim=1) for part, value in predictions.items()}
+        losses.append(task.loss(averaged, target, inputs))
+    return torch.stack(losses, dim=1).mean(dim=1)
+
+
+def _mean_and_stderr(values: np.ndarray) -> tuple[float, float]:
+    n = len(values)
+    return float(values.mean()), float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+
+def _ratio_and_stderr(numerator: np.ndarray, denominator: np.ndarray) -> tuple[float, float]:
+    """Ratio of means with its delta-method standard error over i.i.d. examples."""
+    ratio = float(numerator.mean() / denominator.mean())
+    n = len(numerator)
+    if n < 2:
+        return ratio, float("nan")
+    linearised = numerator - ratio * denominator
+    return ratio, float(linearised.std(ddof=1) / np.sqrt(n) / abs(denominator.mean()))
+
+
+def summarize(decomposition: Decomposition, mask: Tensor | None = None) -> list[dict[str, float | str | int]]:
+    """Tidy rows (part, quantity, value, stderr, n): averages of every estimator, the percentage
+    100 * L_equiv / L_total and the target-free relative equivariance error E||f_g - f_bar||^2 / E||f_bar||^2."""
+    rows: list[dict[str, float | str | int]] = []
+    select = slice(None) if mask is None else mask.cpu().numpy().astype(bool)
+    for part in decomposition.parts:
+        arrays = {q: decomposition.quantity(q, part).detach().cpu().double().numpy()[select] for q in QUANTITIES}
+        n = len(arrays["total"])
+        if n == 0:
+            continue
+        for quantity, values in arrays.items():
+            value, stderr = _mean_and_stderr(values)
+            rows.append({"part": part, "quantity": quantity, "value": value, "stderr": stderr, "n": n})
+        percent, percent_se = _ratio_and_stderr(arrays["equiv"], arrays["total"])
+        rows.append(
+            {"part": part, "quantity": "equiv_percent", "value": 100 * percent, "stderr": 100 * percent_se, "n": n}
+        )
+        relative, relative_se = _ratio_and_stderr(arrays["equiv"], arrays["twirl_sq_norm"])
+        rows.append(
+            {"part": part, "quantity": "relative_equivariance_error", "value": relative, "stderr": relative_se, "n": n}
+        )
+    return rows

@@ -48,6 +48,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         handle.write(text)
 
 
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` written atomically (numpy would append ``.npz`` to a temp name, so use a handle)."""
     with atomic_open(path, "wb") as handle:

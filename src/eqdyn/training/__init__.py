@@ -1,0 +1,1 @@
+"""Training of augmented and equivariant models, written once against the Task interface."""

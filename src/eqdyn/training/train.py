@@ -1,0 +1,342 @@
+"""Train one run: ``python -m eqdyn.training.train --run run.json --train train.npz --out runs/<name> --state DIR``.
+
+Task- and model-agnostic: augmentation (a fresh Haar rotation per example and step, applied to the molecule before
+the example is drawn, so it is exact for every task, voxels included), Adam/AdamW/SGD with warm-up and cosine
+schedule, gradient clipping, optional EMA of the weights.
+
+Outputs: ``checkpoints/step_XXXXXXX.pt`` on the run's log-spaced schedule, ``manifest.json`` (step -> file ->
+sha256, parameter count, which weights the analyses read) and ``metrics.csv`` (step, training loss, training
+wall-clock seconds excluding checkpoint I/O, examples/s, device).
+
+Resumable: state is kept in ``--state`` (outside the declared outputs, which Snakemake deletes when a job fails),
+under a key hashing the run config, the training data and the package source; an interrupted run continues from its
+last saved state, a changed run starts fresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from eqdyn.io import atomic_path, sha256_file, sha256_json, write_bytes, write_json
+from eqdyn.models import build_model, count_parameters
+from eqdyn.molecules import MoleculeDataset
+from eqdyn.symmetry.rotations import haar_rotations
+from eqdyn.tasks import GeneratorNoise, Task, build_task
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+METRIC_COLUMNS = ("step", "train_loss", "learning_rate", "wall_seconds", "examples_per_second", "device")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss becomes NaN or Inf; the message names the step."""
+
+
+def code_version() -> str:
+    """Hash of the package's source: resumable state from other code is not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+def training_subset(dataset: MoleculeDataset, molecule_ids: np.ndarray, count: int | None, seed: int) -> np.ndarray:
+    """Row indices of the examples of ``count`` molecules drawn (seeded) from the train split; all when None."""
+    unique = np.unique(molecule_ids)
+    if count is not None:
+        if count > len(unique):
+            raise ValueError(f"num_train_molecules = {count} but the train split has {len(unique)} molecules")
+        unique = np.sort(np.random.default_rng(seed).choice(unique, size=count, replace=False))
+    return np.flatnonzero(np.isin(molecule_ids, unique))
+
+
+def learning_rate_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
+
+
+def make_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
+    lr, decay = settings["learning_rate"], settings["weight_decay"]
+    if settings["optimizer"] == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=decay)
+    if settings["optimizer"] == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=settings["momentum"], weight_decay=decay)
+
+
+@dataclass
+class TrainingState:
+    step: int = 0
+    wall_seconds: float = 0.0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    # the logging interval in progress, so a resumed run logs what an uninterrupted one would
+    pending_losses: list[float] = field(default_factory=list)
+    interval_start: int = 0
+    interval_seconds: float = 0.0
+
+
+class Trainer:
+    """One run: model, optimizer, data, randomness, and the state that makes it resumable."""
+
+    def __init__(self, run: dict[str, Any], train_path: Path, state_dir: Path, device: torch.device) -> None:
+        self.run = run
+        self.settings = run["training"]
+        self.device = device
+        self.task: Task = build_task(run["task"], **run["task_settings"])
+        with np.load(train_path) as data:
+            arrays = {key: data[key] for key in data.files}
+        self.dataset = MoleculeDataset(arrays, source=str(train_path))
+        self.rows = training_subset(
+            self.dataset, arrays["molecule_id"], self.settings["num_train_molecules"], self.settings["seed"]
+        )
+        self.num_molecules = len(np.unique(arrays["molecule_id"][self.rows]))
+        torch.manual_seed(self.settings["seed"])  # parameter initialisation
+        self.model = build_model(run["task"], run["model"]["family"], run["model"]["size"], **run["model"]["overrides"])
+        self.model.to(device)
+        self.optimizer = make_optimizer(self.model, self.settings)
+        self.ema: dict[str, torch.Tensor] | None = None
+        if self.settings["ema_decay"] is not None:
+            self.ema = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
+        # batch picks on the CPU; rotations and example noise on the training device
+        self.generator = torch.Generator(device="cpu").manual_seed(self.settings["seed"] + 1)
+        self.device_generator = torch.Generator(device=device).manual_seed(self.settings["seed"] + 2)
+        self.state = TrainingState()
+        key = sha256_json({"run": run, "data": sha256_file(train_path), "code": code_version()})[:16]
+        self.state_dir = state_dir / key
+        if state_dir.exists():  # states of other configs or code are stale: start fresh
+            for stale in state_dir.iterdir():
+                if stale.name != key:
+                    shutil.rmtree(stale, ignore_errors=True)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- resumable state ---------------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.pt"
+
+    def save_state(self) -> None:
+        save_torch(
+            self.state_file,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "ema": self.ema,
+                "generator": self.generator.get_state(),
+                "device_generator": self.device_generator.get_state(),
+                "state": self.state.__dict__,
+            },
+        )
+
+    def try_resume(self) -> bool:
+        if not self.state_file.exists():
+            return False
+        saved = torch.load(self.state_file, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.ema = saved["ema"]
+        self.generator.set_state(saved["generator"])
+        self.device_generator.set_state(saved["device_generator"].cpu())
+        self.state = TrainingState(**saved["state"])
+        return True
+
+    # -- one step ----------------------------------------------------------------------------------------------
+    def training_loss(self) -> torch.Tensor:
+        batch_size = self.settings["batch_size"]
+        picks = torch.randint(len(self.rows), (batch_size,), generator=self.generator)
+        molecules = self.dataset.batch(self.rows[picks.numpy()]).to(self.device, torch.float32)
+        if self.settings["augment"]:
+            rotations = haar_rotations(batch_size, self.device_generator, torch.float32, str(self.device))
+            molecules = molecules.rotate(rotations)
+        example = self.task.make_example(molecules, GeneratorNoise(self.device_generator))
+        inputs, target = example.inputs, example.target
+        use_bf16 = self.settings["precision"] == "bf16" and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            prediction = self.task.predict(self.model, inputs)
+        prediction = {name: value.float() for name, value in prediction.items()}
+        return self.task.loss(prediction, target, inputs).mean()
+
+    def update_ema(self) -> None:
+        if self.ema is None:
+            return
+        decay = self.settings["ema_decay"]
+        with torch.no_grad():
+            for name, value in self.model.state_dict().items():
+                if value.is_floating_point():
+                    self.ema[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
+                else:
+                    self.ema[name].copy_(value)
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+    def write_checkpoint(self, step: int) -> None:
+        path = self.state_dir / "checkpoints" / f"step_{step:07d}.pt"
+        weights = self.ema if self.ema is not None else self.model.state_dict()
+        save_torch(path, {"step": step, "weights": weights, "run": self.run["name"]})
+        self.state.checkpoints.append({"step": step, "file": path.name, "sha256": sha256_file(path)})
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def train(self, stop_at_step: int | None = None) -> bool:
+        """Train to the last step; return False if stopped early at ``stop_at_step`` (to test resumption)."""
+        total = self.settings["steps"]
+        schedule = set(self.run["checkpoint_steps"])
+        if self.state.step == 0 and not self.state.checkpoints and 0 in schedule:
+            self.write_checkpoint(0)
+        self.model.train()
+        state = self.state
+        while self.state.step < total:
+            step = self.state.step
+            factor = learning_rate_factor(step, total, self.settings["warmup_steps"], self.settings["schedule"])
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.settings["learning_rate"] * factor
+            started = time.perf_counter()
+            loss = self.training_loss()
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"run {self.run['name']}: training loss is {loss.item()} at step {step + 1}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.settings["grad_clip"] is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["grad_clip"])
+            self.optimizer.step()
+            self.update_ema()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - started
+            state.wall_seconds += elapsed
+            state.interval_seconds += elapsed
+            state.pending_losses.append(loss.item())
+            state.step = step = step + 1
+            if step % self.settings["log_every"] == 0 or step == total:
+                examples = (step - state.interval_start) * self.settings["batch_size"]
+                seconds = state.interval_seconds
+                state.metrics.append({
+                    "step": step,
+                    "train_loss": float(np.mean(state.pending_losses)),
+                    "learning_rate": self.settings["learning_rate"] * factor,
+                    "wall_seconds": state.wall_seconds,
+                    "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
+                    "device": device_name(self.device),
+                })  # fmt: skip
+                print(f"step {step}/{total} loss {state.metrics[-1]['train_loss']:.5g} ({state.wall_seconds:.1f} s)",
+                      flush=True)  # fmt: skip
+                state.pending_losses, state.interval_start, state.interval_seconds = [], step, 0.0
+            if step in schedule:
+                self.write_checkpoint(step)
+            if step % self.settings["state_every"] == 0 or step in schedule or step == total:
+                self.save_state()
+            if stop_at_step is not None and step >= stop_at_step and step < total:
+                return False
+        return True
+
+    def export(self, out_dir: Path) -> None:
+        """Copy the checkpoints and write the manifest and metrics into the run's declared outputs."""
+        checkpoint_dir = out_dir / "checkpoints"
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        for entry in self.state.checkpoints:
+            shutil.copy2(self.state_dir / "checkpoints" / entry["file"], checkpoint_dir / entry["file"])
+        with atomic_path(out_dir / "metrics.csv") as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(self.state.metrics)
+        write_json(out_dir / "manifest.json", {
+            "run": self.run["name"],
+            "task": self.run["task"],
+            "model": self.run["model"],
+            "equivariance": getattr(self.model, "equivariance", "unknown"),
+            "parameters": count_parameters(self.model),
+            "train_molecules": self.num_molecules,
+            "train_examples": len(self.rows),
+            "analysed_weights": "ema" if self.ema is not None else "raw",
+            "device": device_name(self.device),
+            "training_wall_seconds": self.state.wall_seconds,
+            "checkpoints": [{**entry, "file": f"checkpoints/{entry['file']}"} for entry in self.state.checkpoints],
+        })  # fmt: skip
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """torch.save, atomically and byte-for-byte reproducible (the archive is not named after a temporary file)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def load_checkpoint(run: dict[str, Any], path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """The model of ``run`` with the analysed weights of a checkpoint, in eval mode."""
+    model = build_model(run["task"], run["model"]["family"], run["model"]["size"], **run["model"]["overrides"])
+    saved = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(saved["weights"])
+    return model.to(device).eval()
+
+
+def run_training(
+    run_path: Path, train_path: Path, out_dir: Path, state_dir: Path, stop_at_step: int | None = None
+) -> bool:
+    run = json.loads(Path(run_path).read_text())
+    torch.set_num_threads(run["training"]["threads"])
+    device = select_device(run["training"]["device"])
+    trainer = Trainer(run, Path(train_path), Path(state_dir), device)
+    resumed = trainer.try_resume()
+    print(
+        f"run {run['name']}: {run['model']['family']}/{run['model']['size']} with "
+        f"{count_parameters(trainer.model):,} parameters, {trainer.num_molecules} molecules "
+        f"({len(trainer.rows)} examples), device {device_name(device)}"
+        + (f", resumed at step {trainer.state.step}" if resumed else ""),
+        flush=True,
+    )
+    finished = trainer.train(stop_at_step=stop_at_step)
+    if finished:
+        trainer.export(Path(out_dir))
+    return finished
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="the run's resolved config (JSON)")
+    parser.add_argument("--train", type=Path, required=True, help="training split (.npz)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory for checkpoints, manifest, metrics")
+    parser.add_argument("--state", type=Path, required=True, help="directory for resumable state (not an output)")
+    parser.add_argument(
+        "--stop-at-step",
+        type=int,
+        default=None,
+        help="fault injection for tests: save state and stop at this step, as an interruption would",
+    )
+    args = parser.parse_args(argv)
+    finished = run_training(args.run, args.train, args.out, args.state, args.stop_at_step)
+    return 0 if finished else 3
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -15,6 +15,7 @@ except ConfigError as error:
 STUDY = config["study"]
 RESULTS = f"results/{STUDY}"
 PKG = "src/eqdyn"
+PYTHON = sys.executable  # the interpreter running Snakemake, which has the package and its dependencies
 ALL_TARGETS = []
 
 

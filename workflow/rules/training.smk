@@ -1,0 +1,71 @@
+# Training: one job per run. Runs are fanned out from config by eqdyn.training.runs (pure Python); each run's
+# resolved hyperparameters are a JSON file that is the job's input, so editing one run reruns only that run.
+import re
+
+from eqdyn.training.runs import resolve_runs, task_settings
+
+RUNS = resolve_runs(config)
+for _name, _run in RUNS.items():
+    write_if_changed(f"{RESULTS}/runs/{_name}/run.json", _run)
+
+TASK_NAMES = sorted({run["task"] for run in RUNS.values()})
+EVALUATION_SEED = config["evaluation"]["seed"] if config["evaluation"]["seed"] is not None else config["seed"]
+for _task in TASK_NAMES:
+    write_if_changed(f"{RESULTS}/evaluation/{_task}/task.json", task_settings(config, _task))
+
+TRAINING_CODE = [
+    module_file("training.train"),
+    *sorted(str(p) for p in Path(PKG, "models").glob("*.py")),
+    *sorted(str(p) for p in Path(PKG, "tasks").glob("*.py")),
+]
+
+
+wildcard_constraints:
+    run="|".join(re.escape(name) for name in RUNS) or "NO_RUNS",
+    task="|".join(TASK_NAMES) or "NO_TASKS",
+
+
+rule train:
+    input:
+        run=f"{RESULTS}/runs/{{run}}/run.json",
+        train=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/train.npz",
+        code=TRAINING_CODE,
+    output:
+        manifest=f"{RESULTS}/runs/{{run}}/manifest.json",
+        metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
+        checkpoints=directory(f"{RESULTS}/runs/{{run}}/checkpoints"),
+    log:
+        f"{RESULTS}/logs/train/{{run}}.log",
+    threads: lambda wc: RUNS[wc.run]["training"]["threads"]
+    resources:
+        gpu=1,
+    shell:
+        "{PYTHON} -m eqdyn.training.train --run {input.run} --train {input.train}"
+        " --out {RESULTS}/runs/{wildcards.run} --state {RESULTS}/.state/{wildcards.run} > {log} 2>&1"
+
+
+rule evaluation_rotations:
+    input:
+        split=f"{RESULTS}/datasets/{{task}}/test.npz",
+        settings=f"{RESULTS}/evaluation/{{task}}/task.json",
+        code=module_file("evaluation_rotations"),
+    output:
+        f"{RESULTS}/evaluation/{{task}}/rotations.npz",
+    log:
+        f"{RESULTS}/logs/evaluation_rotations/{{task}}.log",
+    params:
+        num_rotations=config["evaluation"]["num_rotations"],
+        max_examples=(
+            f"--max-examples {config['evaluation']['max_examples']}"
+            if config["evaluation"]["max_examples"] is not None
+            else ""
+        ),
+        seed=EVALUATION_SEED,
+    shell:
+        "{PYTHON} -m eqdyn.evaluation_rotations --task {wildcards.task} --task-settings {input.settings}"
+        " --split {input.split} --num-rotations {params.num_rotations} {params.max_examples}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+ALL_TARGETS += [f"{RESULTS}/runs/{name}/manifest.json" for name in RUNS]
+ALL_TARGETS += [f"{RESULTS}/evaluation/{task}/rotations.npz" for task in TASK_NAMES]

@@ -7,9 +7,9 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import torch
-from conftest import random_molecules
 from torch import Tensor, nn
 
+from conftest import random_molecules
 from eqdyn.decomposition import (
     decompose,
     decompose_predictions,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import random_molecules
 
+from conftest import random_molecules
 from eqdyn.symmetry.rotations import haar_rotations, octahedral_group
 from eqdyn.tasks import FlowMatchingTask, ForceFieldTask, GeneratorNoise, KeyedNoise, VoxelDenoisingTask, build_task
 

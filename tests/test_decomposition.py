@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from conftest import random_molecules
 from eqdyn.decomposition import (
     decompose,
     decompose_predictions,
@@ -22,6 +21,7 @@ from eqdyn.symmetry.actions import rotate_grid_octahedral, rotate_vectors
 from eqdyn.symmetry.rotations import haar_rotations, octahedral_group
 from eqdyn.tasks import FlowMatchingTask, ForceFieldTask, KeyedNoise, VoxelDenoisingTask
 from eqdyn.tasks.base import Example, Inputs, NoiseSource, Output, Task
+from eqdyn.testing import random_molecules
 
 GEN = torch.Generator().manual_seed(7)
 
@@ -222,8 +222,9 @@ def test_test_time_twirling_loss_is_mean_plus_equiv_over_k() -> None:
 def test_chunked_twisted_predictions_match_one_pass() -> None:
     example = _flow_example()
     rotations = haar_rotations(5 * 6, GEN).reshape(5, 6, 3, 3)
-    whole = twisted_predictions(FlowMatchingTask(), CartesianVelocity(), example.inputs, rotations)
-    chunked = twisted_predictions(FlowMatchingTask(), CartesianVelocity(), example.inputs, rotations, chunk_size=4)
+    model = CartesianVelocity()
+    whole = twisted_predictions(FlowMatchingTask(), model, example.inputs, rotations)
+    chunked = twisted_predictions(FlowMatchingTask(), model, example.inputs, rotations, chunk_size=4)
     assert whole["velocity"].shape == (5, 6, 6, 3)
     assert torch.allclose(chunked["velocity"], whole["velocity"], rtol=0, atol=1e-12)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import random_molecules
 from eqdyn.symmetry.rotations import haar_rotations, octahedral_group
 from eqdyn.tasks import FlowMatchingTask, ForceFieldTask, GeneratorNoise, KeyedNoise, VoxelDenoisingTask, build_task
+from eqdyn.testing import random_molecules
 
 GEN = torch.Generator().manual_seed(3)
 

@@ -1,0 +1,46 @@
+"""Public test utilities: random molecule batches and the equivariance error of any model under any task.
+
+Use them to check a model of your own before decomposing it (float64 recommended):
+
+    >>> task = FlowMatchingTask()
+    >>> example = task.make_example(random_molecules(), KeyedNoise(0))
+    >>> equivariance_error(task, model.double(), example, haar_rotations(len(example.example_id)))
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from eqdyn.molecules import MoleculeBatch
+from eqdyn.tasks.base import Example, Task, sum_parts
+
+
+def random_molecules(batch: int = 4, atoms: int = 6, seed: int = 0, with_labels: bool = False) -> MoleculeBatch:
+    """Random padded molecules in float64 (sizes 3..atoms, the first full), elements 1-9, consecutive atoms bonded."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(3, atoms + 1, (batch,), generator=gen)
+    sizes[0] = atoms
+    mask = torch.arange(atoms).unsqueeze(0) < sizes.unsqueeze(1)
+    positions = torch.randn(batch, atoms, 3, generator=gen, dtype=torch.float64) * 1.5 * mask.unsqueeze(-1)
+    numbers = torch.randint(1, 10, (batch, atoms), generator=gen) * mask
+    bonds = torch.zeros(batch, atoms, atoms, dtype=torch.long)
+    idx = torch.arange(atoms - 1)
+    bonds[:, idx, idx + 1] = 1
+    bonds = (bonds + bonds.transpose(1, 2)) * (mask.unsqueeze(1) & mask.unsqueeze(2))
+    energy = forces = None
+    if with_labels:
+        energy = torch.randn(batch, generator=gen, dtype=torch.float64)
+        forces = torch.randn(batch, atoms, 3, generator=gen, dtype=torch.float64) * mask.unsqueeze(-1)
+    return MoleculeBatch(positions, numbers, mask, bonds, torch.arange(batch) * 10 + 3, energy, forces)
+
+
+def equivariance_error(task: Task, model: nn.Module, example: Example, rotations: Tensor) -> float:
+    """Relative equivariance error sum ||f_g(x) - f(x)||^2 / sum ||f(x)||^2 in the task's loss norm, one rotation
+    ``rotations [B, 3, 3]`` per example (Haar for point clouds, cube rotations for voxel grids)."""
+    plain = task.predict(model, example.inputs)
+    twisted = task.twist(model, example.inputs, rotations)
+    diff = {part: twisted[part] - plain[part] for part in task.output_parts}
+    numerator = sum_parts(task.squared_norms(diff, example.inputs)).sum()
+    denominator = sum_parts(task.squared_norms(plain, example.inputs)).sum()
+    return float(numerator / denominator)

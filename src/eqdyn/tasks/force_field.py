@@ -1,8 +1,12 @@
 """Force-field prediction: energy and forces of a geometry, E(Rx) = E(x) and F(Rx) = R F(x).
 
 Loss per molecule: energy_weight * (E_pred - E)^2 + force_weight * mean over real atoms and components of the
-squared force error, in kcal/mol and kcal/mol/Å. Energies are relative to the molecule's reference energy (its
-MMFF minimum), per molecule, not per atom. The two parts are reported separately.
+squared force error. Energies are relative to the molecule's reference energy (its lowest MMFF minimum), per
+molecule, not per atom. The two parts are reported separately.
+
+Targets are expressed in units of ``target_scale`` kcal/mol (energies) and ``target_scale`` kcal/mol/Å (forces):
+one scale for both, so that forces stay minus the gradient of energies in the scaled units and a unit-scale network
+can match them. Losses are then in units of target_scale^2; the percentages do not depend on it.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ class ForceFieldTask(Task):
     name: ClassVar[str] = "force_field"
     output_parts: ClassVar[tuple[str, ...]] = ("energy", "forces")
 
-    def __init__(self, energy_weight: float = 1.0, force_weight: float = 1.0) -> None:
+    def __init__(self, energy_weight: float = 1.0, force_weight: float = 1.0, target_scale: float = 1.0) -> None:
+        if target_scale <= 0:
+            raise ValueError(f"target_scale must be positive, got {target_scale}")
         self.energy_weight = energy_weight
         self.force_weight = force_weight
+        self.target_scale = target_scale
 
     def make_example(self, molecules: MoleculeBatch, noise: NoiseSource) -> Example:
         if molecules.energy is None or molecules.forces is None:
@@ -34,7 +41,10 @@ class ForceFieldTask(Task):
             "mask": molecules.mask,
             "bond_orders": molecules.bond_orders,
         }
-        target = {"energy": molecules.energy.to(molecules.positions.dtype), "forces": molecules.forces}
+        target = {
+            "energy": molecules.energy.to(molecules.positions.dtype) / self.target_scale,
+            "forces": molecules.forces / self.target_scale,
+        }
         return Example(inputs, target, molecules.example_id)
 
     def act_on_inputs(self, inputs: Inputs, rotations: Tensor) -> Inputs:

@@ -79,6 +79,7 @@ def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _run_config(config: dict[str, Any], name: str, entry: dict[str, Any], sweep: dict[str, Any] | None) -> dict:
     training = copy.deepcopy(config["training"])
+    training.update(entry.get("training", {}))
     learning_rates = training.pop("learning_rates")
     per_decade = training.pop("checkpoints_per_decade")
     size = entry.get("size", "s")

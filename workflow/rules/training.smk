@@ -69,3 +69,21 @@ rule evaluation_rotations:
 
 ALL_TARGETS += [f"{RESULTS}/runs/{name}/manifest.json" for name in RUNS]
 ALL_TARGETS += [f"{RESULTS}/evaluation/{task}/rotations.npz" for task in TASK_NAMES]
+
+
+# Not part of `all`: the sweep behind the config's learning rates. Run it with
+#   snakemake --cores all results/<study>/lr_sweep/<task>-<model>.csv
+rule lr_sweep:
+    input:
+        run=f"{RESULTS}/runs/{{run}}/run.json",
+        train=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/train.npz",
+        code=[module_file("training.lr_sweep"), *TRAINING_CODE],
+    output:
+        f"{RESULTS}/lr_sweep/{{run}}.csv",
+    log:
+        f"{RESULTS}/logs/lr_sweep/{{run}}.log",
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        "{PYTHON} -m eqdyn.training.lr_sweep --run {input.run} --train {input.train} --out {output} > {log} 2>&1"

@@ -9,9 +9,14 @@ Use them to check a model of your own before decomposing it (float64 recommended
 
 from __future__ import annotations
 
+import shutil
+import sys
+from pathlib import Path
+
 import torch
 from torch import Tensor, nn
 
+from eqdyn.config import REPO_ROOT
 from eqdyn.molecules import MoleculeBatch
 from eqdyn.tasks.base import Example, Task, sum_parts
 
@@ -44,3 +49,21 @@ def equivariance_error(task: Task, model: nn.Module, example: Example, rotations
     numerator = sum_parts(task.squared_norms(diff, example.inputs)).sum()
     denominator = sum_parts(task.squared_norms(plain, example.inputs)).sum()
     return float(numerator / denominator)
+
+
+def copy_workflow(destination: Path) -> Path:
+    """Copy the Snakefile, workflow/, config/ and src/ into ``destination`` so a test can run the workflow there
+    without touching (or locking) the repository's own results."""
+    for name in ("Snakefile", "workflow", "config", "src"):
+        source = REPO_ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, destination / name)
+    return destination
+
+
+def snakemake_executable() -> str:
+    """The snakemake next to this interpreter (a venv not on PATH), else the one on PATH."""
+    beside = Path(sys.executable).parent / "snakemake"
+    return str(beside) if beside.exists() else (shutil.which("snakemake") or "snakemake")

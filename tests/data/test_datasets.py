@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +16,8 @@ from eqdyn.data.common import DataConfigError, check_data_config
 from eqdyn.data.conformers import process_molecules
 from eqdyn.data.datasets import SPLITS, TASKS, build, content_sha256, skipped_summary, split_molecules
 from eqdyn.data.labels import label_shard
+from eqdyn.testing import copy_workflow, snakemake_executable
 
-REPO = Path(__file__).resolve().parents[2]
 SMILES = ["CCO", "CC(=O)O", "c1ccccc1", "CCN", "OCCO", "CC#N", "C1CC1", "CCCC", "CC(C)O", "NC=O", "COC", "FC(F)F"]
 
 
@@ -140,19 +138,9 @@ def test_wrong_data_key_names_the_key() -> None:
         check_data_config({"seed": 0, **resolved["data"]})
 
 
-def snakemake_executable() -> str:
-    return shutil.which("snakemake") or str(Path(sys.executable).parent / "snakemake")
-
-
 @pytest.mark.slow
 def test_data_stage_end_to_end_with_snakemake(tmp_path: Path) -> None:
-    # A copy of the workflow, so the run neither clobbers nor locks the repository's working directory.
-    for name in ("Snakefile", "workflow", "config", "src"):
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, tmp_path / name)
+    copy_workflow(tmp_path)  # so the run neither clobbers nor locks the repository's working directory
     command = [snakemake_executable(), "data_datasets", "--cores", "2", "--configfile", "config/test.yaml"]
     run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

@@ -13,9 +13,10 @@ EVALUATION_SEED = config["evaluation"]["seed"] if config["evaluation"]["seed"] i
 for _task in TASK_NAMES:
     write_if_changed(f"{RESULTS}/evaluation/{_task}/task.json", task_settings(config, _task))
 
+# what a training job runs: the trainer, every model and task module (not the model benchmark CLI)
 TRAINING_CODE = [
     module_file("training.train"),
-    *sorted(str(p) for p in Path(PKG, "models").glob("*.py")),
+    *sorted(str(p) for p in Path(PKG, "models").glob("*.py") if p.name != "benchmark.py"),
     *sorted(str(p) for p in Path(PKG, "tasks").glob("*.py")),
 ]
 

@@ -17,7 +17,7 @@ built model, e.g. ``model.trunk.attention = "math"``):
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +102,13 @@ class FlowTransformer(nn.Module):
     """Flow-matching velocity field v(x_t, t | graph) [B, N, 3]; not equivariant (learns symmetry from data)."""
 
     equivariance = "none"
+    #: How a rotation R acts on the parameters so that f(x; R.theta) = R^T f(R x; theta) (the twist), exactly:
+    #: "input" weights W -> W R, "output" weights and biases W -> R^T W; every other parameter is invariant.
+    rotation_action: ClassVar[dict[str, str]] = {
+        "trunk.coordinate_embedding.weight": "input",
+        "velocity_head.weight": "output",
+        "velocity_head.bias": "output",
+    }
 
     def __init__(
         self, dim: int, layers: int, heads: int, mlp_ratio: float = 4.0, attention: AttentionImpl = "sdpa"
@@ -127,6 +134,12 @@ class ForceFieldTransformer(nn.Module):
     """
 
     equivariance = "none"
+    #: See FlowTransformer.rotation_action; the energy head is invariant.
+    rotation_action: ClassVar[dict[str, str]] = {
+        "trunk.coordinate_embedding.weight": "input",
+        "force_head.weight": "output",
+        "force_head.bias": "output",
+    }
 
     def __init__(
         self,

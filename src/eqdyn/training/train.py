@@ -200,7 +200,9 @@ class Trainer:
         path = self.state_dir / "checkpoints" / f"step_{step:07d}.pt"
         weights = self.ema if self.ema is not None else self.model.state_dict()
         save_torch(path, {"step": step, "weights": weights, "run": self.run["name"]})
-        self.state.checkpoints.append({"step": step, "file": path.name, "sha256": sha256_file(path)})
+        self.state.checkpoints.append(
+            {"step": step, "file": path.name, "sha256": sha256_file(path), "wall_seconds": self.state.wall_seconds}
+        )
 
     # -- the loop ----------------------------------------------------------------------------------------------
     def train(self, stop_at_step: int | None = None) -> bool:

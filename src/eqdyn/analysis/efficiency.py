@@ -1,0 +1,83 @@
+"""Seconds per training step of every run, measured alone: ``python -m eqdyn.analysis.efficiency``.
+
+Training jobs share cores with each other, so their own wall-clock is not a fair clock. This benchmark runs as one
+Snakemake job holding every core (nothing else runs beside it) and times, for each run, the same training step the
+trainer executes (batch draw, augmentation, example, forward, backward, optimizer step; no evaluation or checkpoint
+I/O) with the run's own batch size and thread count. Core-hours to reach step s are then
+s * seconds_per_step * threads / 3600 on a CPU; on a GPU, s * seconds_per_step / 3600 GPU-hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from eqdyn.io import atomic_path
+from eqdyn.models import count_parameters
+from eqdyn.training.train import Trainer, device_name, select_device
+
+COLUMNS = ("run", "task", "model", "size", "equivariance", "parameters", "batch_size", "seconds_per_step",
+           "seconds_per_step_stderr", "threads", "device")  # fmt: skip
+
+
+def seconds_per_step(trainer: Trainer, warmup: int, steps: int) -> tuple[float, float]:
+    """Median and standard error (from the interquartile range) of the time of one training step."""
+    times = []
+    for index in range(warmup + steps):
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        loss = trainer.training_loss()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.optimizer.step()
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        if index >= warmup:
+            times.append(time.perf_counter() - start)
+    quartiles = statistics.quantiles(times, n=4)
+    stderr = (quartiles[2] - quartiles[0]) / 1.349 / len(times) ** 0.5
+    return statistics.median(times), stderr
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json files")
+    parser.add_argument("--datasets", type=Path, required=True, help="the study's datasets directory")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args(argv)
+    rows = []
+    for run_path in args.runs:
+        run = json.loads(run_path.read_text())
+        threads = run["training"]["threads"]
+        torch.set_num_threads(threads)
+        device = select_device(run["training"]["device"])
+        with tempfile.TemporaryDirectory() as state_dir:
+            trainer = Trainer(run, args.datasets / run["task"] / "train.npz", Path(state_dir), device)
+            median, stderr = seconds_per_step(trainer, args.warmup, args.steps)
+        rows.append({
+            "run": run["name"], "task": run["task"], "model": run["model"]["family"], "size": run["model"]["size"],
+            "equivariance": getattr(trainer.model, "equivariance", "unknown"),
+            "parameters": count_parameters(trainer.model), "batch_size": run["training"]["batch_size"],
+            "seconds_per_step": median, "seconds_per_step_stderr": stderr, "threads": threads,
+            "device": device_name(device),
+        })  # fmt: skip
+        print(f"{run['name']:<55} {1e3 * median:8.1f} ms/step (+- {1e3 * stderr:.1f})", flush=True)
+    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,99 @@
+"""Gradients and parameters over training: ``python -m eqdyn.analysis.gradients``.
+
+At every checkpoint, on a fixed evaluation batch (the first examples of the task's evaluation set, with their
+rotations and noise), with respect to all parameters:
+
+- grad_norm_mean, grad_norm_equiv: ||grad L_mean||, ||grad L_equiv||;
+- grad_share_equiv = ||grad L_equiv|| / (||grad L_mean|| + ||grad L_equiv||), the share of the total gradient norm
+  carried by the equivariance term; grad_cosine = cos(grad L_mean, grad L_equiv);
+- batch_loss_mean, batch_loss_equiv and relative_equivariance_error = L_equiv / ||f_bar||^2 on that batch;
+- parameter_distance_from_init = ||theta_t - theta_0||;
+- nonequivariant_parameter_sq_norm = ||theta_perp||^2 where the model declares a rotation action on its parameters
+  (:mod:`eqdyn.analysis.parameter_symmetry`), to test L_equiv against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from eqdyn.analysis.checkpoint_decomposition import load_evaluation_batches
+from eqdyn.analysis.hessian import FixedBatchLosses
+from eqdyn.analysis.parameter_symmetry import nonequivariant_sq_norm
+from eqdyn.decomposition import decompose_predictions
+from eqdyn.io import atomic_path
+from eqdyn.tasks import build_task
+from eqdyn.training.train import load_checkpoint
+
+COLUMNS = ("run", "step", "quantity", "value", "stderr")
+
+
+def flat_parameters(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def gradient_rows(losses: FixedBatchLosses) -> dict[str, float]:
+    grad_mean, grad_equiv = losses.gradient("mean"), losses.gradient("equiv")
+    norm_mean, norm_equiv = float(grad_mean.norm()), float(grad_equiv.norm())
+    cosine = float(grad_mean @ grad_equiv / (norm_mean * norm_equiv)) if norm_mean * norm_equiv > 0 else float("nan")
+    with torch.no_grad():
+        predictions = losses.predictions()
+        example = losses.example
+        result = decompose_predictions(losses.task, predictions, example.target, example.inputs, losses.enumerated,
+                                       example.example_id)  # fmt: skip
+    equiv = float(result.quantity("equiv").mean())
+    return {
+        "grad_norm_mean": norm_mean,
+        "grad_norm_equiv": norm_equiv,
+        "grad_share_equiv": norm_equiv / (norm_mean + norm_equiv) if norm_mean + norm_equiv > 0 else float("nan"),
+        "grad_cosine": cosine,
+        "batch_loss_mean": float(result.quantity("mean").mean()),
+        "batch_loss_equiv": equiv,
+        "relative_equivariance_error": equiv / float(result.quantity("twirl_sq_norm").mean()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--split", type=Path, required=True)
+    parser.add_argument("--rotations", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--batch-size", type=int, default=32, help="examples in the fixed evaluation batch")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    run = json.loads(args.run.read_text())
+    manifest = json.loads(args.manifest.read_text())
+    task = build_task(run["task"], **run["task_settings"])
+    batches, enumerated = load_evaluation_batches(task, args.split, args.rotations, args.batch_size, torch.float32)
+    example, rotations = batches[0]
+    initial = None
+    rows = []
+    for entry in manifest["checkpoints"]:
+        model = load_checkpoint(run, args.manifest.parent / entry["file"])
+        parameters = flat_parameters(model)
+        initial = parameters if initial is None else initial
+        values = gradient_rows(FixedBatchLosses(task, model, example, rotations, enumerated))
+        values["parameter_distance_from_init"] = float((parameters - initial).norm())
+        perp = nonequivariant_sq_norm(model)
+        if perp is not None:
+            values["nonequivariant_parameter_sq_norm"] = perp
+        rows += [{"run": run["name"], "step": entry["step"], "quantity": q, "value": v, "stderr": ""}
+                 for q, v in values.items()]  # fmt: skip
+        print(f"step {entry['step']}: grad share of L_equiv {values['grad_share_equiv']:.3g}, "
+              f"cosine {values['grad_cosine']:.3g}", flush=True)  # fmt: skip
+    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""The whole workflow on config/test.yaml, end to end, and the promise that one edit reruns one stage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eqdyn.testing import copy_workflow, snakemake_executable
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [snakemake_executable(), "--cores", "2", "--configfile", "config/test.yaml", *args]
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
+
+
+def planned_jobs(workdir: Path) -> dict[str, int]:
+    """Rule -> job count of a dry run (its 'Job stats' table)."""
+    run = snakemake(workdir, "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout + run.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:")[1].split("\n\n")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+
+
+@pytest.fixture(scope="module")
+def finished_workflow(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("workflow"))
+    run = snakemake(workdir)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    return workdir
+
+
+@pytest.mark.slow
+def test_every_run_trains_checkpoints_and_is_decomposed(finished_workflow: Path) -> None:
+    results = finished_workflow / "results" / "test"
+    config = yaml.safe_load((finished_workflow / "config" / "test.yaml").read_text())
+    names = [f"{entry['task']}-{entry['model']}" for entry in config["runs"]["base"]]
+    names.append("flow_matching-transformer--optimizer-sgd")
+    for name in names:
+        manifest = json.loads((results / "runs" / name / "manifest.json").read_text())
+        assert all((results / "runs" / name / c["file"]).exists() for c in manifest["checkpoints"])
+        with open(results / "runs" / name / "metrics.csv") as handle:
+            losses = [float(row["train_loss"]) for row in csv.DictReader(handle)]
+        assert losses[-1] < losses[0], (name, losses)
+        with open(results / "analysis" / "decomposition" / f"{name}.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        steps = {int(row["step"]) for row in rows}
+        assert steps == {c["step"] for c in manifest["checkpoints"]}
+        percent = [float(r["value"]) for r in rows if r["quantity"] == "equiv_percent" and r["t_bin"] == "all"]
+        assert all(0 <= p <= 100 for p in percent)
+
+
+@pytest.mark.slow
+def test_one_edit_reruns_only_what_depends_on_it(finished_workflow: Path) -> None:
+    assert planned_jobs(finished_workflow) == {}
+    # editing one run's hyperparameters reruns that run and its analyses, nothing else
+    config_path = finished_workflow / "config" / "test.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    for entry in config["runs"]["base"]:
+        if entry["model"] == "egnn":
+            entry["training"] = {"batch_size": 6}
+    config_path.write_text(yaml.safe_dump(config))
+    assert planned_jobs(finished_workflow) == {"train": 1, "decompose_checkpoints": 1, "all": 1}
+    # editing an analysis module reruns that analysis for every run, and no training
+    module = finished_workflow / "src" / "eqdyn" / "analysis" / "checkpoint_decomposition.py"
+    module.write_text(module.read_text() + "\n")
+    plan = planned_jobs(finished_workflow)
+    assert plan.get("train") == 1 and plan["decompose_checkpoints"] == 8 and "data_datasets" not in plan

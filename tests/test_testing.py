@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from test_decomposition import CartesianVelocity, PairwiseVelocity
 
 from eqdyn.symmetry.rotations import haar_rotations
 from eqdyn.tasks import FlowMatchingTask, KeyedNoise
 from eqdyn.testing import equivariance_error, random_molecules
+from test_decomposition import CartesianVelocity, PairwiseVelocity
 
 
 def test_equivariance_error_is_zero_for_equivariant_and_large_for_cartesian_maps() -> None:

@@ -24,6 +24,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; results are meant to be shared and read
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -64,3 +64,66 @@ rule gradient_analysis:
 
 
 ALL_TARGETS += [f"{RESULTS}/analysis/gradients/{name}.csv" for name in RUNS]
+
+
+HESSIAN = config["hessian"]
+for _name in HESSIAN["runs"] + HESSIAN["stability_runs"]:
+    if _name not in RUNS:
+        raise WorkflowError(f"hessian: {_name!r} is not a run of this study (runs: {sorted(RUNS)})")
+HESSIAN_SETTINGS = write_if_changed(
+    f"{RESULTS}/analysis/hessian/settings.json",
+    {**{k: v for k, v in HESSIAN.items() if k not in ("runs", "stability_runs", "seed")},
+     "seed": HESSIAN["seed"] if HESSIAN["seed"] is not None else config["seed"]},
+)
+
+
+HESSIAN_INPUTS = dict(
+    run=f"{RESULTS}/runs/{{run}}/run.json",
+    manifest=f"{RESULTS}/runs/{{run}}/manifest.json",
+    split=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/test.npz",
+    settings=HESSIAN_SETTINGS,
+    code=[
+        module_file("analysis.hessian_analysis"),
+        module_file("analysis.hessian"),
+        module_file("analysis.lanczos"),
+        module_file("analysis.conditioning"),
+    ],
+)
+HESSIAN_COMMAND = (
+    "{PYTHON} -m eqdyn.analysis.hessian_analysis --run {input.run} --manifest {input.manifest}"
+    " --split {input.split} --settings {input.settings} --threads {threads}"
+)
+
+
+rule hessian_analysis:
+    input:
+        **HESSIAN_INPUTS,
+    output:
+        table=f"{RESULTS}/analysis/hessian/{{run}}.csv",
+        density=f"{RESULTS}/analysis/hessian/{{run}}_density.csv",
+    log:
+        f"{RESULTS}/logs/analysis/hessian/{{run}}.log",
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        HESSIAN_COMMAND + " --out {output.table} --density-out {output.density} > {log} 2>&1"
+
+
+# The last chosen checkpoint again, at the configured B and K and with both doubled.
+rule hessian_stability:
+    input:
+        **HESSIAN_INPUTS,
+    output:
+        f"{RESULTS}/analysis/hessian_stability/{{run}}.csv",
+    log:
+        f"{RESULTS}/logs/analysis/hessian_stability/{{run}}.log",
+    threads: 1
+    resources:
+        gpu=1,
+    shell:
+        HESSIAN_COMMAND + " --stability-out {output} > {log} 2>&1"
+
+
+ALL_TARGETS += [f"{RESULTS}/analysis/hessian/{name}.csv" for name in HESSIAN["runs"]]
+ALL_TARGETS += [f"{RESULTS}/analysis/hessian_stability/{name}.csv" for name in HESSIAN["stability_runs"]]

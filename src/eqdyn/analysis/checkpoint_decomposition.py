@@ -3,8 +3,8 @@
 For each checkpoint: L_total, L_mean (unbiased), the plug-in L_mean, L_equiv, the percentage 100 L_equiv / L_total,
 the relative equivariance error, with standard errors over examples, per output part (and their sum); for flow
 matching also per bin of the flow time t. Also the loss of the test-time twirled model with k = 1, 2, 4, ...
-rotations beside its exact prediction L_mean + L_equiv / k (Haar design only; the 24 enumerated cube rotations are
-not independent draws).
+rotations beside its exact prediction L_mean + L_equiv / k, and their paired difference (Haar design only; the 24
+enumerated cube rotations are not independent draws).
 
 Every checkpoint of every run uses the same examples, example noise and rotations (the task's evaluation file), so
 curves are compared with common random numbers. Output: one tidy CSV, a row per (step, part, t bin, quantity, k).
@@ -96,7 +96,10 @@ def summary_rows(run: str, step: int, decomposition: Decomposition, twirled: dic
     n = len(mean)
     for k, losses in twirled.items():
         predicted = mean + equiv / k
-        for quantity, values in (("twirled_loss", losses), ("twirled_loss_predicted", predicted)):
+        # the difference is paired per example: its standard error is far smaller than the two added in quadrature
+        pairs = (("twirled_loss", losses), ("twirled_loss_predicted", predicted),
+                 ("twirled_loss_minus_predicted", losses - predicted))  # fmt: skip
+        for quantity, values in pairs:
             stderr = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
             rows.append({"run": run, "step": step, "part": "all", "t_bin": "all", "quantity": quantity, "k": k,
                          "value": float(values.mean()), "stderr": stderr, "n": n})  # fmt: skip
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         decomposition, twirled = evaluate_checkpoint(task, model, batches, enumerated)
         step_rows = summary_rows(run["name"], entry["step"], decomposition, twirled)
         rows += step_rows
-        percent = next(r for r in step_rows if r["quantity"] == "equiv_percent" and r["part"] == "all"
+        headline = decomposition.parts[-1]  # "all" when there are several parts, else the only one
+        percent = next(r for r in step_rows if r["quantity"] == "equiv_percent" and r["part"] == headline
                        and r["t_bin"] == "all")  # fmt: skip
         print(f"step {entry['step']}: L_equiv = {percent['value']:.3g} +- {percent['stderr']:.2g} % of L_total",
               flush=True)  # fmt: skip

@@ -1,0 +1,118 @@
+"""Figure 1: the share of held-out loss due to equivariance error, 100 L_equiv / L_total, over training, per task.
+
+    python -m eqdyn.figures.equiv_percent --decomposition results/<study>/analysis/decomposition/*.csv \
+        --runs results/<study>/runs/*/run.json --manifests results/<study>/runs/*/manifest.json \
+        --out figures/equiv_percent.png
+
+One panel per task. Each augmented (non-equivariant) base run is drawn with its seed sweeps: the mean over seeds
+with the min-max band when there are two or more seeds, else the run's own 95% band (+- 1.96 SE over examples).
+Equivariant base runs are drawn when their percentage is visible on the axis; otherwise the panel states their
+largest value (floating-point round-off). The paper's 2% line and its 1k-10k step window are marked.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from eqdyn.figures import style
+from eqdyn.figures.tables import RunInfo, aggregate_seeds, base_runs_by_task, read_decomposition, read_runs, series
+
+QUANTITY = "equiv_percent"
+VISIBLE_PERCENT = 1e-3  # an equivariant model's curve is drawn only above this (else it is round-off)
+
+
+def seed_label(group: list[RunInfo]) -> str:
+    """'seed 0 (±1.96 SE)' for one run, 'seeds 0, 1 (mean, min–max)' for several."""
+    seeds = ", ".join(str(seed) for seed in sorted(r.seed for r in group))
+    if len(group) == 1:
+        return f"seed {seeds} (±1.96 SE)"
+    return f"seeds {seeds} (mean, min–max)"
+
+
+def plot_percent_panel(ax, table: pd.DataFrame, runs: dict[str, RunInfo], task_runs: list[RunInfo]) -> float:
+    """Draw one task's curves; returns the largest step drawn."""
+    max_step = 1.0
+    notes = []
+    shown: list[float] = []
+    for base in task_runs:
+        colour = style.family_colour(base.family)
+        if base.equivariant:
+            curve = series(table, base.name, QUANTITY)
+            if curve.empty:
+                continue
+            largest = float(np.nanmax(np.abs(curve["value"])))
+            max_step = max(max_step, float(curve["step"].max()))
+            if largest < VISIBLE_PERCENT:
+                notes.append(f"{base.family} ({base.equivariance}): ≤ {largest:.0e}% at every step")
+                continue
+            ax.plot(curve["step"], curve["value"], color=colour, ls="--", marker="s", ms=2.5,
+                    label=f"{base.family} ({base.equivariance}), seed {base.seed}")  # fmt: skip
+            shown += list(curve["value"])
+            continue
+        group = [r for r in runs.values() if r.name == base.name or (r.base_run == base.name
+                                                                      and r.sweep_factor == "seed")]  # fmt: skip
+        curves = [series(table, r.name, QUANTITY) for r in group]
+        present = [(r, c) for r, c in zip(group, curves, strict=True) if not c.empty]
+        if not present:
+            continue
+        aggregated = aggregate_seeds([c for _, c in present])
+        max_step = max(max_step, float(aggregated["step"].max()))
+        shown += list(aggregated["value"]) + list(aggregated["high"])
+        ax.plot(aggregated["step"], aggregated["value"], color=colour, marker="o", ms=2.5,
+                label=f"{base.family}, {seed_label([r for r, _ in present])}")  # fmt: skip
+        floor = style.positive_floor(aggregated["value"], 0.05)
+        style.band(ax, aggregated["step"], aggregated["low"], aggregated["high"], colour, log_floor=floor)
+    if notes:
+        ax.text(0.03, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=5.8, color="0.25", va="bottom")
+    if shown:
+        low = min(style.positive_floor(shown, 0.5), style.THRESHOLD_PERCENT / 3)
+        high = max(max(v for v in shown if np.isfinite(v)) * 3.0, style.THRESHOLD_PERCENT * 3)
+        ax.set_ylim(low, min(high, 300.0))
+    style.percent_ticks(ax)
+    return max_step
+
+
+def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
+    by_task = base_runs_by_task(runs)
+    tasks = [task for task in sorted(by_task) if any(series(table, r.name, QUANTITY).size for r in by_task[task])]
+    if not tasks:
+        raise ValueError("no decomposition rows for any base run")
+    fig, axes = style.figure(ncols=len(tasks), panel_height=2.2,
+                             width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN)  # fmt: skip
+    for ax, task in zip(axes[0], tasks, strict=True):
+        ax.set_yscale("log")
+        style.mark_paper_window(ax, label=False)
+        style.mark_threshold(ax, label=False)
+        max_step = plot_percent_panel(ax, table, runs, by_task[task])
+        style.step_axis(ax, max_step, extend_to_window=True)
+        ax.set_title(style.task_title(task))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize=5.8, handlelength=1.4)
+
+    axes[0][0].set_ylabel(r"$100\,L_\mathrm{equiv}/L_\mathrm{total}$ (% of held-out loss)")
+    fig.legend(handles=[Line2D([], [], color="0.35", ls=":", lw=1.0, label="2% (paper)"),
+                        Patch(color="0.9", label="paper: 2% reached within 1k–10k steps")],
+               loc="outside lower center", ncols=2, fontsize=6.5)  # fmt: skip
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    style.add_out_argument(parser)
+    args = parser.parse_args(argv)
+    fig = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests))
+    style.save(fig, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

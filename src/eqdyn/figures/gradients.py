@@ -1,0 +1,129 @@
+"""Figure 6: gradients and parameters over training.
+
+    python -m eqdyn.figures.gradients --gradients results/<study>/analysis/gradients/<run>.csv ... \
+        --decomposition results/<study>/analysis/decomposition/*.csv --runs results/<study>/runs/*/run.json \
+        --manifests results/<study>/runs/*/manifest.json --out figures/gradients.png
+
+One row per augmented (non-equivariant) base run in the gradient tables. Columns: the share of the gradient norm
+carried by the equivariance term, ||grad L_equiv|| / (||grad L_mean|| + ||grad L_equiv||), and the cosine between
+the two gradients, over training; the relative equivariance error against the parameters' distance from their
+initialisation (one point per checkpoint, coloured by step); and, where the model declares a rotation action on its
+parameters, held-out L_equiv against the squared norm of the non-equivariant component of the parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+
+from eqdyn.figures import style
+from eqdyn.figures.tables import Z95, RunInfo, read_csvs, read_decomposition, read_runs, series
+
+NONEQUIVARIANT_NORM = "nonequivariant_parameter_sq_norm"
+
+
+def gradient_series(table: pd.DataFrame, run: str, quantity: str) -> pd.DataFrame:
+    rows = table[(table["run"] == run) & (table["quantity"] == quantity)]
+    out = rows[["step", "value", "stderr"]].sort_values("step").reset_index(drop=True)
+    out["stderr"] = pd.to_numeric(out["stderr"], errors="coerce")
+    return out
+
+
+def analysed_runs(table: pd.DataFrame, runs: dict[str, RunInfo]) -> list[RunInfo]:
+    names = set(table["run"]) if not table.empty else set()
+    return sorted((r for r in runs.values() if r.name in names and r.is_base and not r.equivariant),
+                  key=lambda r: (r.task, r.name))  # fmt: skip
+
+
+def _over_steps(ax, curve: pd.DataFrame, colour: str) -> None:
+    ax.plot(curve["step"], curve["value"], color=colour, marker="o", ms=2)
+    se = curve["stderr"].to_numpy(dtype=float)
+    if np.isfinite(se).any():
+        style.band(ax, curve["step"], curve["value"] - Z95 * se, curve["value"] + Z95 * se, colour)
+
+
+def _scatter_by_step(ax, x: pd.Series, y: pd.Series, steps: pd.Series, norm) -> None:
+    ax.plot(x, y, color="0.75", lw=0.8, zorder=1)
+    ax.scatter(x, y, c=np.log10(steps.clip(lower=1)), cmap="viridis", norm=norm, s=10, zorder=2)
+
+
+def plot(gradients: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo]):
+    chosen = analysed_runs(gradients, runs)
+    if not chosen:
+        raise ValueError("the gradient tables hold no augmented (non-equivariant) base run")
+    has_norm = (gradients["quantity"] == NONEQUIVARIANT_NORM).any()
+    ncols = 4 if has_norm else 3
+    fig, axes = style.figure(ncols=ncols, nrows=len(chosen), panel_height=1.7)
+    max_step = max(float(gradients["step"].max()), 10.0)
+    norm = mpl.colors.Normalize(vmin=0, vmax=np.log10(max_step))
+    for row, run in enumerate(chosen):
+        colour = style.family_colour(run.family)
+        title = f"{style.task_title(run.task)}: {run.family}"
+        share, cosine = (gradient_series(gradients, run.name, q) for q in ("grad_share_equiv", "grad_cosine"))
+        for ax, curve, label, limits in ((axes[row][0], share, "gradient-norm share\nof $L_\\mathrm{equiv}$", (0, 1)),
+                                         (axes[row][1], cosine, "cos(∇$L_\\mathrm{mean}$, ∇$L_\\mathrm{equiv}$)",
+                                          (-1, 1))):  # fmt: skip
+            if curve.empty:
+                style.empty_panel(ax, "not in the gradient table")
+                continue
+            _over_steps(ax, curve, colour)
+            style.step_axis(ax, curve["step"].max())
+            ax.set_ylim(*limits)
+            ax.set_ylabel(label)
+            ax.set_title(title, fontsize=7)
+        if not cosine.empty:
+            axes[row][1].axhline(0, color="0.6", lw=0.6, zorder=0)
+        ree = gradient_series(gradients, run.name, "relative_equivariance_error")
+        distance = gradient_series(gradients, run.name, "parameter_distance_from_init")
+        joined = ree.merge(distance, on="step", suffixes=("_ree", "_dist"))
+        ax = axes[row][2]
+        if joined.empty:
+            style.empty_panel(ax, "relative equivariance error or\nparameter distance missing")
+        else:
+            _scatter_by_step(ax, joined["value_dist"], joined["value_ree"], joined["step"], norm)
+            ax.set_xlabel(r"$\|\theta_t - \theta_0\|$")
+            ax.set_ylabel("relative equivariance\nerror")
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(style.NullFormatter())
+            ax.set_title(title, fontsize=7)
+        if has_norm:
+            ax = axes[row][3]
+            sq_norm = gradient_series(gradients, run.name, NONEQUIVARIANT_NORM)
+            equiv = series(table, run.name, "equiv")
+            joined = sq_norm.merge(equiv, on="step", suffixes=("_norm", "_equiv"))
+            if joined.empty:
+                style.empty_panel(ax, "no non-equivariant parameter\nnorm for this model")
+            else:
+                _scatter_by_step(ax, joined["value_norm"], joined["value_equiv"], joined["step"], norm)
+                ax.set_xlabel(r"$\|\theta_\perp\|^2$ (non-equiv. part)")
+                ax.set_ylabel(r"held-out $L_\mathrm{equiv}$")
+                ax.set_xscale("log")
+                ax.set_yscale("log")
+                ax.yaxis.set_minor_formatter(style.NullFormatter())
+                ax.set_title(title, fontsize=7)
+    colourbar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes[-1, 2:], shrink=0.7,
+                             location="bottom", aspect=30)  # fmt: skip
+    colourbar.set_label(r"points: checkpoints, coloured by $\log_{10}$ training step (step 0 at 0)", fontsize=6.5)
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gradients", type=Path, nargs="+", required=True, help="gradient tables (CSV)")
+    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    style.add_out_argument(parser)
+    args = parser.parse_args(argv)
+    fig = plot(read_csvs(args.gradients), read_decomposition(args.decomposition),
+               read_runs(args.runs, args.manifests))  # fmt: skip
+    style.save(fig, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""Every figure module, through its CLI, on synthetic tables in the analyses' formats: PDF and PNG are written and
+non-empty, and the table readers pick the series the figures promise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from figures_testing import (
+    SyntheticStudy,
+    default_runs,
+    write_efficiency,
+    write_gradients,
+    write_hessian,
+    write_study,
+)
+
+from eqdyn.figures import (
+    efficiency,
+    equiv_percent,
+    gradients,
+    hessian_spectra,
+    loss_decomposition,
+    robustness,
+    style,
+    tables,
+    twirling,
+)
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> SyntheticStudy:
+    return write_study(SyntheticStudy(tmp_path, default_runs()))
+
+
+def common_args(study: SyntheticStudy) -> list[str]:
+    return ["--decomposition", *map(str, study.decomposition_files()), "--runs", *map(str, study.run_files()),
+            "--manifests", *map(str, study.manifest_files())]  # fmt: skip
+
+
+def assert_figure(out: Path) -> None:
+    png, pdf = style.output_paths(out)
+    assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5_000
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2_000
+
+
+@pytest.mark.parametrize("module", [equiv_percent, loss_decomposition, robustness, twirling])
+def test_decomposition_figures(study: SyntheticStudy, tmp_path: Path, module) -> None:
+    out = tmp_path / "figures" / f"{module.__name__.rsplit('.', 1)[-1]}.png"
+    assert module.main([*common_args(study), "--out", str(out)]) == 0
+    assert_figure(out)
+
+
+def test_hessian_figure(study: SyntheticStudy, tmp_path: Path) -> None:
+    table, density = write_hessian(study, "force_field-transformer")
+    table2, density2 = write_hessian(study, "flow_matching-transformer", kappa_ratio=3, with_stderr=False)
+    out = tmp_path / "hessian_spectra.png"
+    args = ["--hessian", str(table), str(table2), "--density", str(density), str(density2),
+            "--runs", *map(str, study.run_files()), "--out", str(out)]  # fmt: skip
+    assert hessian_spectra.main(args) == 0
+    assert_figure(out)
+
+
+def test_efficiency_figure(study: SyntheticStudy, tmp_path: Path) -> None:
+    path = write_efficiency(study, {"force_field-transformer": 0.01, "force_field-painn": 0.2,
+                                    "flow_matching-transformer": 0.01, "flow_matching-egnn": 0.05})  # fmt: skip
+    out = tmp_path / "efficiency.pdf"  # either suffix: both files are written
+    assert efficiency.main(["--efficiency", str(path), *common_args(study), "--out", str(out)]) == 0
+    assert_figure(out)
+
+
+def test_efficiency_refuses_to_mix_cpu_and_gpu_hours() -> None:
+    assert efficiency.compute_unit(pd.Series(["cpu", "cpu"])) == "core-hours"
+    assert efficiency.compute_unit(pd.Series(["NVIDIA H100 80GB HBM3"])) == "GPU-hours"
+    with pytest.raises(ValueError, match="mixes CPU and GPU"):
+        efficiency.compute_unit(pd.Series(["cpu", "NVIDIA H100 80GB HBM3"]))
+
+
+def test_core_hours_follow_steps_seconds_and_threads(study: SyntheticStudy) -> None:
+    path = write_efficiency(study, {"force_field-transformer": 0.5})
+    table = pd.read_csv(path)
+    assert efficiency.hours(table, "force_field-transformer", np.array([3600]))[0] == pytest.approx(0.5 * 2)
+
+
+@pytest.mark.parametrize("with_norm", [True, False])
+def test_gradient_figure(study: SyntheticStudy, tmp_path: Path, with_norm: bool) -> None:
+    paths = [write_gradients(study, "force_field-transformer", with_norm=with_norm),
+             write_gradients(study, "force_field-painn", with_norm=False)]  # fmt: skip
+    out = tmp_path / "gradients.png"
+    assert gradients.main(["--gradients", *map(str, paths), *common_args(study), "--out", str(out)]) == 0
+    assert_figure(out)
+
+
+def test_decomposition_reader_takes_part_all_or_the_only_part(study: SyntheticStudy) -> None:
+    table = tables.read_decomposition(study.decomposition_files())
+    # flow matching has one part ("velocity") for the decomposition and "all" for the twirled rows
+    flow = table[table["run"] == "flow_matching-transformer"]
+    assert set(flow.loc[flow["quantity"] == "total", "part"]) == {"velocity"}
+    assert set(flow.loc[flow["quantity"] == "twirled_loss", "part"]) == {"all"}
+    extra = pd.read_csv(study.decomposition_files()[2])
+    extra["part"] = "forces"
+    extra.to_csv(study.results / "forces.csv", index=False)
+    both = tables.read_decomposition([study.decomposition_files()[2], study.results / "forces.csv"])
+    assert set(both["part"]) == {"all"}
+
+
+def test_seed_aggregation_band() -> None:
+    a = pd.DataFrame({"step": [0, 10], "value": [4.0, 2.0], "stderr": [0.5, 0.5]})
+    b = pd.DataFrame({"step": [0, 10], "value": [6.0, 1.0], "stderr": [0.5, 0.5]})
+    one = tables.aggregate_seeds([a])
+    assert one["high"].tolist() == pytest.approx([4 + tables.Z95 * 0.5, 2 + tables.Z95 * 0.5])
+    two = tables.aggregate_seeds([a, b])
+    assert two["value"].tolist() == [5.0, 1.5]
+    assert two["low"].tolist() == [4.0, 1.0] and two["high"].tolist() == [6.0, 2.0]
+
+
+def test_output_paths_are_png_and_pdf_beside_each_other(tmp_path: Path) -> None:
+    assert style.output_paths(tmp_path / "a.png") == (tmp_path / "a.png", tmp_path / "a.pdf")
+    assert style.output_paths(tmp_path / "a") == (tmp_path / "a.png", tmp_path / "a.pdf")

@@ -81,7 +81,8 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
                 _line(ax_sharp, curve, LOSS_COLOURS[loss], "-")
         for ax, label in ((ax_kappa, r"$\kappa_k = \lambda_1/\lambda_k$"), (ax_sharp, r"$\lambda_\mathrm{max}/L$")):
             ax.set_yscale("log")
-            shown = [v for line in ax.get_lines() for v in line.get_ydata()]
+            # a kappa is NaN where lambda_k <= 0 (no meaningful ratio): nothing to scale the axis by
+            shown = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
             if shown:
                 style.log_limits(ax, style.positive_floor(shown, 0.5), max(shown) * 2)
             max_step = table.loc[table["run"] == name, "step"].max()

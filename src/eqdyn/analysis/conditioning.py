@@ -1,0 +1,83 @@
+"""Conditioning of the fixed-batch Hessians of L_mean and L_equiv, as tidy rows (DESIGN.md, "Hessians and condition
+numbers").
+
+Why not lambda_max / lambda_min: L_equiv has a large null space (every direction that keeps the model as
+equivariant as it is, and for an exactly equivariant model its Hessian is zero), and on a fixed batch the
+Gauss-Newton part of either Hessian has rank at most about B * K * (outputs per example), far below the number of
+parameters (the residual term adds small curvature of any rank). So the smallest eigenvalues are zero up to
+rounding or sign noise, and any relative cut-off would decide the answer. Reported instead:
+
+- ``kappa_k = lambda_1 / lambda_k`` for fixed k (10 and 100), only when k <= the number of eigenvalues computed;
+  nan when lambda_k <= 0 (then the top-k part of the spectrum is not positive and no ratio is meaningful);
+- ``sharpness = lambda_max / L``, scale-free (a loss multiplied by c has its Hessian multiplied by c);
+- ``trace_per_parameter = tr(H) / n`` (Hutchinson), with its standard error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from eqdyn.analysis.hessian import FixedBatchLosses
+from eqdyn.analysis.lanczos import TraceEstimate, hutchinson_trace, top_eigenvalues
+
+Row = dict[str, str | float]
+CONDITION_RANKS = (10, 100)
+
+
+def conditioning_rows(
+    eigenvalues: Tensor,
+    loss_value: float,
+    dim: int,
+    trace: TraceEstimate | None = None,
+    ranks: Sequence[int] = CONDITION_RANKS,
+) -> list[Row]:
+    """Rows (quantity, value) from the top eigenvalues (any order), the loss value and optionally a trace estimate."""
+    values = torch.sort(eigenvalues.detach().to(torch.float64).cpu(), descending=True).values
+    lambda_max = float(values[0])
+    rows: list[Row] = [
+        {"quantity": "num_parameters", "value": float(dim)},
+        {"quantity": "loss", "value": float(loss_value)},
+        {"quantity": "lambda_max", "value": lambda_max},
+        {"quantity": "sharpness", "value": lambda_max / loss_value if loss_value != 0 else float("nan")},
+    ]
+    for rank in ranks:
+        if rank > len(values):
+            continue
+        lambda_k = float(values[rank - 1])
+        rows.append({"quantity": f"lambda_{rank}", "value": lambda_k})
+        rows.append({"quantity": f"kappa_{rank}", "value": lambda_max / lambda_k if lambda_k > 0 else float("nan")})
+    if trace is not None:
+        rows.append({"quantity": "trace_per_parameter", "value": trace.value / dim})
+        rows.append({"quantity": "trace_per_parameter_stderr", "value": trace.stderr / dim})
+    return rows
+
+
+def hessian_conditioning(
+    losses: FixedBatchLosses,
+    loss: str,
+    top_k: int = 100,
+    lanczos_steps: int | None = None,
+    trace_probes: int = 32,
+    seed: int = 0,
+    ranks: Sequence[int] = CONDITION_RANKS,
+    probe_batch: int = 1,
+) -> list[Row]:
+    """The conditioning rows of one loss's Hessian, each tagged with ``loss``, plus the Ritz residuals of lambda_1
+    and lambda_k (check them: an unconverged lambda_k makes kappa_k meaningless) and ``num_hvps``, the products
+    used (``lanczos_steps``, default ``max(2 top_k, top_k + 20)``, for the eigenvalues; ``trace_probes`` for the
+    trace, ``probe_batch`` of them per vmapped product)."""
+    operator = losses.operator(loss)
+    top = top_eigenvalues(operator, losses.dim, min(top_k, losses.dim), lanczos_steps, seed, losses.dtype,
+                          losses.device)  # fmt: skip
+    trace = hutchinson_trace(operator, losses.dim, trace_probes, seed, dtype=losses.dtype, device=losses.device,
+                             probe_batch=probe_batch)  # fmt: skip
+    rows = conditioning_rows(top.values, losses.value(loss), losses.dim, trace, ranks)
+    # ||H y - theta y|| of the Ritz pairs behind lambda_1 and each lambda_k: a kappa_k is only as good as these
+    for rank in (1, *ranks):
+        if rank <= len(top.values):
+            rows.append({"quantity": f"ritz_residual_{rank}", "value": float(top.residuals[rank - 1])})
+    rows.append({"quantity": "num_hvps", "value": float(operator.num_hvps)})
+    return [{"loss": loss, **row} for row in rows]

@@ -1,0 +1,127 @@
+"""Cost of one Hessian-vector product of L_mean relative to one gradient of the same loss on the same fixed batch,
+by both HVP paths (forward-over-reverse, the default, and reverse-over-reverse, the fallback).
+
+``python -m eqdyn.benchmarks.hvp [--device cpu] [--batch 8] [--rotations 8] [--dtype float32]``
+
+Every analysed model at its registry default size, through :class:`eqdyn.analysis.FixedBatchLosses` (the code the
+Hessian analyses use: B examples x K twisted copies in one pass, math attention, no autocast). The target is a
+ratio of at most 4. Synthetic molecules of 18 atoms; voxel grids use the 24 cube rotations and fewer examples.
+Timings are medians of repeats; on CUDA the peak memory of each is printed too. Prints, never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from eqdyn.analysis import FixedBatchLosses, hvp_forward_over_reverse, hvp_reverse_over_reverse
+from eqdyn.benchmarks.decomposition import median_seconds, synthetic_molecules
+from eqdyn.decomposition import make_evaluation_example, make_evaluation_rotations
+from eqdyn.models import build_model, count_parameters, family_spec
+from eqdyn.tasks import build_task
+
+ANALYSED_MODELS = (
+    ("flow_matching", "transformer"),
+    ("flow_matching", "egnn"),
+    ("force_field", "transformer"),
+    ("force_field", "painn"),
+    ("voxel_denoising", "unet3d"),
+    ("voxel_denoising", "octahedral_unet"),
+)
+
+
+def fixed_batch_losses(task_name: str, family: str, args: argparse.Namespace, device: torch.device,
+                       dtype: torch.dtype) -> FixedBatchLosses:  # fmt: skip
+    voxel = task_name == "voxel_denoising"
+    task = build_task(task_name, **({"grid_size": args.grid_size, "resolution": 0.5} if voxel else {}))
+    torch.manual_seed(0)
+    model = build_model(task_name, family, family_spec(task_name, family).default_size)
+    model = model.to(device=device, dtype=dtype).eval()
+    batch = max(1, args.batch // 8) if voxel else args.batch
+    molecules = synthetic_molecules(batch, args.atoms, torch.device("cpu"))
+    if voxel:  # keep the molecule inside the grid
+        molecules = dataclasses.replace(molecules, positions=0.5 * molecules.positions)
+    evaluation = make_evaluation_rotations(task, molecules.example_id.numpy(), seed=0, num_rotations=args.rotations)
+    example, rotations = make_evaluation_example(task, molecules, evaluation, noise_seed=0)
+    example = dataclasses.replace(
+        example,
+        inputs={
+            k: v.to(device=device, dtype=dtype if v.is_floating_point() else None) for k, v in example.inputs.items()
+        },
+        target={k: v.to(device=device, dtype=dtype) for k, v in example.target.items()},
+    )
+    return FixedBatchLosses(task, model, example, rotations.to(device=device, dtype=dtype))
+
+
+def peak_megabytes(function: object, device: torch.device) -> float:
+    if device.type != "cuda":
+        return float("nan")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    function()  # type: ignore[operator]
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--batch", type=int, default=8, help="examples (voxel grids: batch // 8)")
+    parser.add_argument(
+        "--rotations", type=int, default=8, help="K for point clouds (voxel grids: the 24 cube rotations)"
+    )
+    parser.add_argument("--atoms", type=int, default=18)
+    parser.add_argument("--grid-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--loss", default="mean")
+    args = parser.parse_args(argv)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    voxel = f"{max(1, args.batch // 8)} grids of {args.grid_size}^3 x 24 cube rotations"
+    print(f"device {device}, {args.dtype}, batch {args.batch} x K = {args.rotations} ({args.atoms} atoms), voxel: "
+          f"{voxel}, loss L_{args.loss}")  # fmt: skip
+    header = (f"{'task':<16} {'model':<16} {'params':>9} {'grad ms':>9} {'fwd-rev HVP ms':>15} {'ratio':>6} "
+              f"{'rev-rev HVP ms':>15} {'ratio':>6} {'auto picks':<21}")  # fmt: skip
+    if device.type == "cuda":
+        header += f" {'grad MB':>8} {'fwd-rev MB':>10} {'rev-rev MB':>10}"
+    print(header)
+    for task_name, family in ANALYSED_MODELS:
+        losses = fixed_batch_losses(task_name, family, args, device, dtype)
+        direction = torch.randn(losses.dim, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
+        losses.hvp(args.loss, direction)  # resolves "auto"
+        picked = losses.hvp_method
+
+        def gradient(losses: FixedBatchLosses = losses) -> None:
+            losses.gradient(args.loss)
+
+        def forward_over_reverse(losses: FixedBatchLosses = losses, direction: torch.Tensor = direction) -> None:
+            hvp_forward_over_reverse(losses.loss_function(args.loss), losses.parameters, direction)
+
+        def reverse_over_reverse(losses: FixedBatchLosses = losses, direction: torch.Tensor = direction) -> None:
+            hvp_reverse_over_reverse(losses.loss_function(args.loss), losses.parameters, direction)
+
+        grad_seconds = median_seconds(gradient, args.repeats, device)
+        line = f"{task_name:<16} {family:<16} {count_parameters(losses.model):>9,} {1e3 * grad_seconds:>9.1f}"
+        memory = [peak_megabytes(gradient, device)]
+        for path in (forward_over_reverse, reverse_over_reverse):
+            try:
+                seconds = median_seconds(path, args.repeats, device)
+            except RuntimeError as error:  # e.g. torch.func refusing autograd.grad inside the forward
+                line += f" {'fails':>15} {'':>6}"
+                memory.append(float("nan"))
+                print(f"# {family}: {path.__name__} fails: {str(error).splitlines()[0]}")
+                continue
+            line += f" {1e3 * seconds:>15.1f} {seconds / grad_seconds:>6.2f}"
+            memory.append(peak_megabytes(path, device))
+        line += f" {picked:<21}"
+        if device.type == "cuda":
+            line += f" {memory[0]:>8.1f} {memory[1]:>10.1f} {memory[2]:>10.1f}"
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,8 +16,10 @@ from eqdyn.testing import copy_workflow, snakemake_executable
 
 
 def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # The copy's own package runs (not the editable install of the repository), so editing it is what is tested.
+    env = {**os.environ, "PYTHONPATH": str(workdir / "src")}
     command = [snakemake_executable(), "--cores", "2", "--configfile", "config/test.yaml", *args]
-    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=1500, env=env)
 
 
 def planned_jobs(workdir: Path) -> dict[str, int]:
@@ -59,8 +62,28 @@ def test_every_run_trains_checkpoints_and_is_decomposed(finished_workflow: Path)
 
 
 @pytest.mark.slow
+def test_test_study_draws_every_figure_and_its_claims(finished_workflow: Path) -> None:
+    figures = finished_workflow / "figures" / "test"
+    for name in ("equiv_percent", "loss_decomposition", "robustness", "twirling", "hessian_spectra", "efficiency",
+                 "gradients"):  # fmt: skip
+        for suffix in ("png", "pdf"):
+            assert (figures / f"{name}.{suffix}").stat().st_size > 2_000, name
+    assert not list((finished_workflow / "figures").glob("*.png")), "the test study must not write default figures"
+    with open(figures / "claims.csv") as handle:
+        verdicts = {row["id"]: row["verdict"] for row in csv.DictReader(handle)}
+    assert verdicts["equiv_2_percent"] == "not tested at this scale"  # 30 steps
+    assert (finished_workflow / "results" / "test" / "claims.md").exists()
+
+
+@pytest.mark.slow
 def test_one_edit_reruns_only_what_depends_on_it(finished_workflow: Path) -> None:
     assert planned_jobs(finished_workflow) == {}
+    # editing one figure's plotting code redraws that figure only
+    for module_name, rule in (("twirling", "figure_twirling"), ("claims", "claims")):
+        module = finished_workflow / "src" / "eqdyn" / "figures" / f"{module_name}.py"
+        module.write_text(module.read_text() + "\n")
+        assert planned_jobs(finished_workflow) == {rule: 1, "all": 1}
+        assert snakemake(finished_workflow).returncode == 0
     # editing one run's hyperparameters reruns that run and its analyses, nothing else
     config_path = finished_workflow / "config" / "test.yaml"
     config = yaml.safe_load(config_path.read_text())
@@ -68,9 +91,11 @@ def test_one_edit_reruns_only_what_depends_on_it(finished_workflow: Path) -> Non
         if entry["model"] == "egnn":
             entry["training"] = {"batch_size": 6}
     config_path.write_text(yaml.safe_dump(config))
-    assert planned_jobs(finished_workflow) == {"train": 1, "decompose_checkpoints": 1, "all": 1}
+    plan = planned_jobs(finished_workflow)
+    assert plan["train"] == 1 and plan["decompose_checkpoints"] == 1 and plan["gradient_analysis"] == 1
+    assert not {"data_datasets", "hessian_analysis", "evaluation_rotations"} & set(plan)
     # editing an analysis module reruns that analysis for every run, and no training
     module = finished_workflow / "src" / "eqdyn" / "analysis" / "checkpoint_decomposition.py"
     module.write_text(module.read_text() + "\n")
     plan = planned_jobs(finished_workflow)
-    assert plan.get("train") == 1 and plan["decompose_checkpoints"] == 8 and "data_datasets" not in plan
+    assert plan["train"] == 1 and plan["decompose_checkpoints"] == 8 and "data_datasets" not in plan

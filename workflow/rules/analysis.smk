@@ -57,13 +57,17 @@ rule gradient_analysis:
         f"{RESULTS}/analysis/gradients/{{run}}.csv",
     log:
         f"{RESULTS}/logs/analysis/gradients/{{run}}.log",
+    params:
+        batch_size=config["gradients"]["batch_size"],
     threads: 1
     shell:
         "{PYTHON} -m eqdyn.analysis.gradients --run {input.run} --manifest {input.manifest} --split {input.split}"
-        " --rotations {input.rotations} --out {output} --threads {threads} > {log} 2>&1"
+        " --rotations {input.rotations} --out {output} --batch-size {params.batch_size} --threads {threads}"
+        " > {log} 2>&1"
 
 
-ALL_TARGETS += [f"{RESULTS}/analysis/gradients/{name}.csv" for name in RUNS]
+GRADIENT_RUNS = [name for name, run in RUNS.items() if run["task"] in config["gradients"]["tasks"]]
+ALL_TARGETS += [f"{RESULTS}/analysis/gradients/{name}.csv" for name in GRADIENT_RUNS]
 
 
 HESSIAN = config["hessian"]

@@ -12,16 +12,13 @@ largest value (floating-point round-off). The paper's 2% line and its 1k-10k ste
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from eqdyn.figures import style
-from eqdyn.figures.tables import RunInfo, aggregate_seeds, base_runs_by_task, read_decomposition, read_runs, series
+from eqdyn.figures.tables import RunInfo, aggregate_seeds, base_runs_by_task, series
 
 QUANTITY = "equiv_percent"
 VISIBLE_PERCENT = 1e-3  # an equivariant model's curve is drawn only above this (else it is round-off)
@@ -103,15 +100,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
-    style.add_out_argument(parser)
-    args = parser.parse_args(argv)
-    fig = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests))
-    style.save(fig, args.out)
-    return 0
+    return style.decomposition_figure_cli(plot, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ in the panel instead.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from eqdyn.figures import style
-from eqdyn.figures.tables import Z95, RunInfo, base_runs_by_task, read_decomposition, read_runs, series
+from eqdyn.figures.tables import Z95, RunInfo, base_runs_by_task, series
 
 QUANTITIES = ("total", "mean", "equiv")
 ROUND_OFF_RATIO = 1e-6  # L_equiv below this fraction of L_total at every step: the model is equivariant to round-off
@@ -103,15 +100,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
-    style.add_out_argument(parser)
-    args = parser.parse_args(argv)
-    fig = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests))
-    style.save(fig, args.out)
-    return 0
+    return style.decomposition_figure_cli(plot, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,12 @@ one-factor sweep around it, with +- 1.96 SE bands over held-out examples. Seed s
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from eqdyn.figures import style
-from eqdyn.figures.tables import Z95, RunInfo, human_count, read_decomposition, read_runs, series
+from eqdyn.figures.tables import Z95, RunInfo, human_count, series
 
 FACTORS = ("size", "num_train_molecules", "optimizer")
 FACTOR_TITLES = {"size": "model size", "num_train_molecules": "dataset size", "optimizer": "optimizer"}
@@ -100,15 +97,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
-    style.add_out_argument(parser)
-    args = parser.parse_args(argv)
-    fig = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests))
-    style.save(fig, args.out)
-    return 0
+    return style.decomposition_figure_cli(plot, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ the training-step axis and saving as PDF + PNG."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -206,3 +207,17 @@ def log_limits(ax: Axes, low: float, high: float, min_decades: float = 1.05) -> 
         low, high = centre / 10 ** (min_decades / 2), centre * 10 ** (min_decades / 2)
     ax.set_ylim(low, high)
     ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def decomposition_figure_cli(plot: Callable[..., Any], doc: str | None, argv: list[str] | None) -> int:
+    """The command line of the figures drawn from decomposition tables, run.json and manifest.json files alone."""
+    from eqdyn.figures.tables import read_decomposition, read_runs
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    add_out_argument(parser)
+    args = parser.parse_args(argv)
+    save(plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests)), args.out)
+    return 0

@@ -18,15 +18,12 @@ which the decomposition table does not carry (the two SEs combined as if indepen
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
 from eqdyn.figures import style
-from eqdyn.figures.tables import Z95, RunInfo, read_decomposition, read_runs
+from eqdyn.figures.tables import Z95, RunInfo
 
 STEP_COLOURS = (style.OKABE_ITO["sky_blue"], style.OKABE_ITO["green"], style.OKABE_ITO["vermillion"])
 
@@ -121,15 +118,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
-    style.add_out_argument(parser)
-    args = parser.parse_args(argv)
-    fig = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests))
-    style.save(fig, args.out)
-    return 0
+    return style.decomposition_figure_cli(plot, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def planned_jobs(workdir: Path) -> dict[str, int]:
     if "Nothing to be done" in text:
         return {}
     table = text.split("Job stats:")[1].split("\n\n")[0]
-    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    jobs.pop("total", None)
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -98,4 +100,5 @@ def test_one_edit_reruns_only_what_depends_on_it(finished_workflow: Path) -> Non
     module = finished_workflow / "src" / "eqdyn" / "analysis" / "checkpoint_decomposition.py"
     module.write_text(module.read_text() + "\n")
     plan = planned_jobs(finished_workflow)
-    assert plan["train"] == 1 and plan["decompose_checkpoints"] == 8 and "data_datasets" not in plan
+    runs = len(list((finished_workflow / "results" / "test" / "runs").iterdir()))
+    assert plan["train"] == 1 and plan["decompose_checkpoints"] == runs and "data_datasets" not in plan

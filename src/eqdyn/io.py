@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -47,6 +48,14 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """A tidy table with a header row, written atomically."""
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:

@@ -13,7 +13,6 @@ curves are compared with common random numbers. Output: one tidy CSV, a row per 
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 from pathlib import Path
@@ -31,7 +30,7 @@ from eqdyn.decomposition import (
     twisted_predictions,
 )
 from eqdyn.evaluation_rotations import load_evaluation_rotations
-from eqdyn.io import atomic_path
+from eqdyn.io import write_csv
 from eqdyn.molecules import MoleculeDataset
 from eqdyn.tasks import Example, Task, build_task
 from eqdyn.training.train import load_checkpoint
@@ -150,10 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                        and r["t_bin"] == "all")  # fmt: skip
         print(f"step {entry['step']}: L_equiv = {percent['value']:.3g} +- {percent['stderr']:.2g} % of L_total",
               flush=True)  # fmt: skip
-    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows, COLUMNS)
     return 0
 
 

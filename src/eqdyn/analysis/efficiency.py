@@ -10,7 +10,6 @@ s * seconds_per_step * threads / 3600 on a CPU; on a GPU, s * seconds_per_step /
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import tempfile
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from eqdyn.io import atomic_path
+from eqdyn.io import write_csv
 from eqdyn.models import count_parameters
 from eqdyn.training.train import Trainer, device_name, select_device
 
@@ -72,10 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": device_name(device),
         })  # fmt: skip
         print(f"{run['name']:<55} {1e3 * median:8.1f} ms/step (+- {1e3 * stderr:.1f})", flush=True)
-    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows, COLUMNS)
     return 0
 
 

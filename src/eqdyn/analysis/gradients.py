@@ -15,7 +15,6 @@ rotations and noise), with respect to all parameters:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from eqdyn.analysis.checkpoint_decomposition import load_evaluation_batches
 from eqdyn.analysis.hessian import FixedBatchLosses
 from eqdyn.analysis.parameter_symmetry import nonequivariant_sq_norm
 from eqdyn.decomposition import decompose_predictions
-from eqdyn.io import atomic_path
+from eqdyn.io import write_csv
 from eqdyn.tasks import build_task
 from eqdyn.training.train import load_checkpoint
 
@@ -88,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                  for q, v in values.items()]  # fmt: skip
         print(f"step {entry['step']}: grad share of L_equiv {values['grad_share_equiv']:.3g}, "
               f"cosine {values['grad_cosine']:.3g}", flush=True)  # fmt: skip
-    with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows, COLUMNS)
     return 0
 
 

@@ -20,7 +20,6 @@ eigenvalue, density (the average over repeats of Gaussian-broadened SLQ quadratu
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from eqdyn.analysis.conditioning import conditioning_rows
 from eqdyn.analysis.hessian import FixedBatchLosses
 from eqdyn.analysis.lanczos import broadened_density, hutchinson_trace, stochastic_lanczos_quadrature, top_eigenvalues
 from eqdyn.decomposition import make_evaluation_example, make_evaluation_rotations
-from eqdyn.io import atomic_path
+from eqdyn.io import write_csv
 from eqdyn.molecules import MoleculeDataset
 from eqdyn.tasks import Task, build_task
 from eqdyn.training.train import load_checkpoint
@@ -124,13 +123,6 @@ def analyse_checkpoint(
         density_rows += [{"run": run, "step": step, "loss": loss, "eigenvalue": float(x), "density": float(d)}
                          for x, d in zip(grid, density, strict=True)]  # fmt: skip
     return rows, density_rows
-
-
-def write_csv(path: Path, rows: list[dict], columns: tuple[str, ...]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,13 @@ rule decompose_checkpoints:
         f"{RESULTS}/analysis/decomposition/{{run}}.csv",
     log:
         f"{RESULTS}/logs/analysis/decomposition/{{run}}.log",
+    params:
+        evaluations_per_batch=lambda wc: config["evaluation"]["evaluations_per_batch"][RUNS[wc.run]["task"]],
     threads: 1
     shell:
         "{PYTHON} -m eqdyn.analysis.checkpoint_decomposition --run {input.run} --manifest {input.manifest}"
-        " --split {input.split} --rotations {input.rotations} --out {output} --threads {threads} > {log} 2>&1"
+        " --split {input.split} --rotations {input.rotations} --out {output} --threads {threads}"
+        " --evaluations-per-batch {params.evaluations_per_batch} > {log} 2>&1"
 
 
 ALL_TARGETS += [f"{RESULTS}/analysis/decomposition/{name}.csv" for name in RUNS]

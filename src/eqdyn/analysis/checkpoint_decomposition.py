@@ -106,9 +106,21 @@ def summary_rows(run: str, step: int, decomposition: Decomposition, twirled: dic
 
 
 def load_evaluation_batches(
-    task: Task, split_path: Path, rotations_path: Path, batch_size: int, dtype: torch.dtype
+    task: Task,
+    split_path: Path,
+    rotations_path: Path,
+    batch_size: int | None,
+    dtype: torch.dtype,
+    evaluations_per_batch: int | None = None,
 ) -> tuple[list[tuple[Example, torch.Tensor]], bool]:
+    """The evaluation examples in batches of ``batch_size`` examples, or of as many examples as keep the model
+    evaluations per batch (examples x rotations) within ``evaluations_per_batch``. Batching changes no number:
+    every example's noise and rotations are keyed by its id."""
+    if (batch_size is None) == (evaluations_per_batch is None):
+        raise ValueError("give exactly one of batch_size and evaluations_per_batch")
     evaluation, seed = load_evaluation_rotations(rotations_path)
+    if batch_size is None:
+        batch_size = max(1, evaluations_per_batch // evaluation.rotations.shape[1])
     dataset = MoleculeDataset.load(split_path)
     row_of = {int(key): row for row, key in enumerate(dataset.example_id.tolist())}
     missing = [int(key) for key in evaluation.example_id if int(key) not in row_of]
@@ -130,14 +142,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", type=Path, required=True, help="held-out split (.npz)")
     parser.add_argument("--rotations", type=Path, required=True, help="the task's evaluation rotations (.npz)")
     parser.add_argument("--out", type=Path, required=True, help="tidy CSV")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--evaluations-per-batch", type=int, default=512,
+        help="model evaluations (examples x rotations) per forward pass; a speed setting only",
+    )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     run = json.loads(args.run.read_text())
     manifest = json.loads(args.manifest.read_text())
     task = build_task(run["task"], **run["task_settings"])
-    batches, enumerated = load_evaluation_batches(task, args.split, args.rotations, args.batch_size, torch.float32)
+    batches, enumerated = load_evaluation_batches(
+        task, args.split, args.rotations, None, torch.float32, args.evaluations_per_batch
+    )
     rows: list[dict[str, Any]] = []
     for entry in manifest["checkpoints"]:
         model = load_checkpoint(run, args.manifest.parent / entry["file"])

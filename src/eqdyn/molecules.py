@@ -39,6 +39,15 @@ class MoleculeBatch:
         forces = None if self.forces is None else rotate_vectors(self.forces, rotations)
         return dataclasses.replace(self, positions=rotate_points(self.positions, rotations), forces=forces)
 
+    def rows(self, start: int, stop: int) -> MoleculeBatch:
+        """Molecules [start, stop) with the batch's padding kept (a data-parallel shard has the global shapes)."""
+        changes = {
+            field.name: value[start:stop]
+            for field in dataclasses.fields(self)
+            if isinstance(value := getattr(self, field.name), Tensor)
+        }
+        return dataclasses.replace(self, **changes)
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MoleculeBatch:
         """Move every tensor to ``device``; floating tensors also to ``dtype``."""
         changes = {}

@@ -37,11 +37,20 @@ rule train:
         checkpoints=directory(f"{RESULTS}/runs/{{run}}/checkpoints"),
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
-    threads: lambda wc: RUNS[wc.run]["training"]["threads"]
+    threads: lambda wc: RUNS[wc.run]["training"]["threads"] * RUNS[wc.run]["training"]["processes"]
     resources:
-        gpu=1,
+        gpu=lambda wc: RUNS[wc.run]["training"]["processes"],
+    params:
+        # several processes: torchrun (torch.distributed.run) with this interpreter, one process per GPU; the "--"
+        # keeps torchrun's parser from taking the trainer's --run for an abbreviation of its own --run-path
+        launcher=lambda wc: (
+            f"{PYTHON} -m torch.distributed.run --standalone"
+            f" --nproc_per_node {RUNS[wc.run]['training']['processes']} -m --"
+            if RUNS[wc.run]["training"]["processes"] > 1
+            else f"{PYTHON} -m"
+        ),
     shell:
-        "{PYTHON} -m eqdyn.training.train --run {input.run} --train {input.train}"
+        "{params.launcher} eqdyn.training.train --run {input.run} --train {input.train}"
         " --out {RESULTS}/runs/{wildcards.run} --state {RESULTS}/.state/{wildcards.run} > {log} 2>&1"
 
 

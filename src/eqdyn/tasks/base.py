@@ -78,16 +78,32 @@ class KeyedNoise(NoiseSource):
 
 
 class GeneratorNoise(NoiseSource):
-    """Draws from a torch Generator on the data's device: fast, reproducible from the training seed and step."""
+    """Draws from a torch Generator on the data's device: fast, reproducible from the training seed and step.
 
-    def __init__(self, generator: torch.Generator) -> None:
+    With ``shard = (global_batch, start, stop)`` the examples are rows [start, stop) of a larger batch: every draw
+    is made for the whole global batch and sliced, so a data-parallel rank reads exactly the numbers one process
+    would give those examples (the generator's stream advances identically on every rank).
+    """
+
+    def __init__(self, generator: torch.Generator, shard: tuple[int, int, int] | None = None) -> None:
         self.generator = generator
+        self.shard = shard
+
+    def _rows(self, example_id: Tensor) -> tuple[int, slice]:
+        if self.shard is None:
+            return len(example_id), slice(None)
+        global_batch, start, stop = self.shard
+        if stop - start != len(example_id):
+            raise ValueError(f"shard [{start}, {stop}) does not match a batch of {len(example_id)} examples")
+        return global_batch, slice(start, stop)
 
     def normal(self, example_id: Tensor, shape: Sequence[int], like: Tensor) -> Tensor:
-        return torch.randn(len(example_id), *shape, generator=self.generator, dtype=like.dtype, device=like.device)
+        count, rows = self._rows(example_id)
+        return torch.randn(count, *shape, generator=self.generator, dtype=like.dtype, device=like.device)[rows]
 
     def uniform(self, example_id: Tensor, like: Tensor) -> Tensor:
-        return torch.rand(len(example_id), generator=self.generator, dtype=like.dtype, device=like.device)
+        count, rows = self._rows(example_id)
+        return torch.rand(count, generator=self.generator, dtype=like.dtype, device=like.device)[rows]
 
 
 def masked_mean_square(diff: Tensor, mask: Tensor) -> Tensor:

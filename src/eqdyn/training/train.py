@@ -8,6 +8,9 @@ Outputs: ``checkpoints/step_XXXXXXX.pt`` on the run's log-spaced schedule, ``man
 sha256, parameter count, which weights the analyses read) and ``metrics.csv`` (step, training loss, training
 wall-clock seconds excluding checkpoint I/O, examples/s, device).
 
+Data parallel: launched by ``torchrun`` (``training.processes`` > 1), each process trains on its shard of every
+global batch and rank 0 writes everything; see :mod:`eqdyn.training.distributed`.
+
 Resumable: state is kept in ``--state`` (outside the declared outputs, which Snakemake deletes when a job fails),
 under a key hashing the run config, the training data and the package source; an interrupted run continues from its
 last saved state, a changed run starts fresh.
@@ -38,6 +41,7 @@ from eqdyn.models import build_model, count_parameters
 from eqdyn.molecules import MoleculeDataset
 from eqdyn.symmetry.rotations import haar_rotations
 from eqdyn.tasks import GeneratorNoise, Task, build_task
+from eqdyn.training.distributed import ProcessGroup
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 METRIC_COLUMNS = ("step", "train_loss", "learning_rate", "wall_seconds", "examples_per_second", "device")
@@ -107,10 +111,19 @@ class TrainingState:
 class Trainer:
     """One run: model, optimizer, data, randomness, and the state that makes it resumable."""
 
-    def __init__(self, run: dict[str, Any], train_path: Path, state_dir: Path, device: torch.device) -> None:
+    def __init__(
+        self,
+        run: dict[str, Any],
+        train_path: Path,
+        state_dir: Path,
+        device: torch.device,
+        group: ProcessGroup | None = None,
+    ) -> None:
         self.run = run
         self.settings = run["training"]
         self.device = device
+        self.group = group or ProcessGroup()
+        self.shard = self.group.shard(self.settings["batch_size"])
         self.task: Task = build_task(run["task"], **run["task_settings"])
         with np.load(train_path) as data:
             arrays = {key: data[key] for key in data.files}
@@ -122,6 +135,12 @@ class Trainer:
         torch.manual_seed(self.settings["seed"])  # parameter initialisation
         self.model = build_model(run["task"], run["model"]["family"], run["model"]["size"], **run["model"]["overrides"])
         self.model.to(device)
+        # what the loss calls: the model itself, or its DDP wrapper that averages gradients over ranks
+        self.network: nn.Module = self.model
+        if self.group.is_distributed:
+            self.network = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
         self.optimizer = make_optimizer(self.model, self.settings)
         self.ema: dict[str, torch.Tensor] | None = None
         if self.settings["ema_decay"] is not None:
@@ -132,7 +151,7 @@ class Trainer:
         self.state = TrainingState()
         key = sha256_json({"run": run, "data": sha256_file(train_path), "code": code_version()})[:16]
         self.state_dir = state_dir / key
-        if state_dir.exists():  # states of other configs or code are stale: start fresh
+        if state_dir.exists() and self.group.is_main:  # states of other configs or code are stale: start fresh
             for stale in state_dir.iterdir():
                 if stale.name != key:
                     shutil.rmtree(stale, ignore_errors=True)
@@ -144,6 +163,8 @@ class Trainer:
         return self.state_dir / "state.pt"
 
     def save_state(self) -> None:
+        if not self.group.is_main:
+            return
         save_torch(
             self.state_file,
             {
@@ -170,17 +191,23 @@ class Trainer:
 
     # -- one step ----------------------------------------------------------------------------------------------
     def training_loss(self) -> torch.Tensor:
+        """This process's mean loss over its shard of a fresh global batch (the whole batch in one process)."""
         batch_size = self.settings["batch_size"]
         picks = torch.randint(len(self.rows), (batch_size,), generator=self.generator)
         molecules = self.dataset.batch(self.rows[picks.numpy()]).to(self.device, torch.float32)
         if self.settings["augment"]:
             rotations = haar_rotations(batch_size, self.device_generator, torch.float32, str(self.device))
             molecules = molecules.rotate(rotations)
-        example = self.task.make_example(molecules, GeneratorNoise(self.device_generator))
+        noise = GeneratorNoise(self.device_generator)
+        if self.group.is_distributed:
+            start, stop = self.shard
+            molecules = molecules.rows(start, stop)
+            noise = GeneratorNoise(self.device_generator, (batch_size, start, stop))
+        example = self.task.make_example(molecules, noise)
         inputs, target = example.inputs, example.target
         use_bf16 = self.settings["precision"] == "bf16" and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            prediction = self.task.predict(self.model, inputs)
+            prediction = self.task.predict(self.network, inputs)
         prediction = {name: value.float() for name, value in prediction.items()}
         return self.task.loss(prediction, target, inputs).mean()
 
@@ -197,6 +224,8 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------------------------
     def write_checkpoint(self, step: int) -> None:
+        if not self.group.is_main:
+            return
         path = self.state_dir / "checkpoints" / f"step_{step:07d}.pt"
         weights = self.ema if self.ema is not None else self.model.state_dict()
         save_torch(path, {"step": step, "weights": weights, "run": self.run["name"]})
@@ -220,8 +249,11 @@ class Trainer:
                 group["lr"] = self.settings["learning_rate"] * factor
             started = time.perf_counter()
             loss = self.training_loss()
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"run {self.run['name']}: training loss is {loss.item()} at step {step + 1}")
+            global_loss = self.group.mean(loss.detach())  # every rank takes the same decisions from it
+            if not torch.isfinite(global_loss):
+                raise NonFiniteLossError(
+                    f"run {self.run['name']}: training loss is {global_loss.item()} at step {step + 1}"
+                )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.settings["grad_clip"] is not None:
@@ -233,7 +265,7 @@ class Trainer:
             elapsed = time.perf_counter() - started
             state.wall_seconds += elapsed
             state.interval_seconds += elapsed
-            state.pending_losses.append(loss.item())
+            state.pending_losses.append(global_loss.item())
             state.step = step = step + 1
             if step % self.settings["log_every"] == 0 or step == total:
                 examples = (step - state.interval_start) * self.settings["batch_size"]
@@ -246,8 +278,9 @@ class Trainer:
                     "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
                     "device": device_name(self.device),
                 })  # fmt: skip
-                print(f"step {step}/{total} loss {state.metrics[-1]['train_loss']:.5g} ({state.wall_seconds:.1f} s)",
-                      flush=True)  # fmt: skip
+                if self.group.is_main:
+                    loss_text = f"{state.metrics[-1]['train_loss']:.5g}"
+                    print(f"step {step}/{total} loss {loss_text} ({state.wall_seconds:.1f} s)", flush=True)
                 state.pending_losses, state.interval_start, state.interval_seconds = [], step, 0.0
             if step in schedule:
                 self.write_checkpoint(step)
@@ -306,19 +339,33 @@ def run_training(
 ) -> bool:
     run = json.loads(Path(run_path).read_text())
     torch.set_num_threads(run["training"]["threads"])
-    device = select_device(run["training"]["device"])
-    trainer = Trainer(run, Path(train_path), Path(state_dir), device)
-    resumed = trainer.try_resume()
-    print(
-        f"run {run['name']}: {run['model']['family']}/{run['model']['size']} with "
-        f"{count_parameters(trainer.model):,} parameters, {trainer.num_molecules} molecules "
-        f"({len(trainer.rows)} examples), device {device_name(device)}"
-        + (f", resumed at step {trainer.state.step}" if resumed else ""),
-        flush=True,
-    )
-    finished = trainer.train(stop_at_step=stop_at_step)
-    if finished:
-        trainer.export(Path(out_dir))
+    group = ProcessGroup.from_environment()
+    processes = run["training"].get("processes", 1)
+    if group.world_size != processes:
+        raise RuntimeError(
+            f"{run_path}: training.processes = {processes} but {group.world_size} process(es) were launched "
+            "(launch several with torchrun, as the train rule does)"
+        )
+    device = group.device(select_device(run["training"]["device"]))
+    group.start(device)
+    try:
+        trainer = Trainer(run, Path(train_path), Path(state_dir), device, group)
+        group.barrier()  # rank 0 has cleared stale states before anyone resumes
+        resumed = trainer.try_resume()
+        if group.is_main:
+            print(
+                f"run {run['name']}: {run['model']['family']}/{run['model']['size']} with "
+                f"{count_parameters(trainer.model):,} parameters, {trainer.num_molecules} molecules "
+                f"({len(trainer.rows)} examples), device {device_name(device)}, {group.world_size} process(es)"
+                + (f", resumed at step {trainer.state.step}" if resumed else ""),
+                flush=True,
+            )
+        finished = trainer.train(stop_at_step=stop_at_step)
+        if finished and group.is_main:
+            trainer.export(Path(out_dir))
+        group.barrier()
+    finally:
+        group.stop()
     return finished
 
 

@@ -1,4 +1,5 @@
-"""Public test utilities: random molecule batches and the equivariance error of any model under any task.
+"""Public test utilities: random molecule batches, a synthetic split file, and the equivariance error of any model
+under any task.
 
 Use them to check a model of your own before decomposing it (float64 recommended):
 
@@ -13,10 +14,12 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from eqdyn.config import REPO_ROOT
+from eqdyn.io import save_npz
 from eqdyn.molecules import MoleculeBatch
 from eqdyn.tasks.base import Example, Task, sum_parts
 
@@ -38,6 +41,41 @@ def random_molecules(batch: int = 4, atoms: int = 6, seed: int = 0, with_labels:
         energy = torch.randn(batch, generator=gen, dtype=torch.float64)
         forces = torch.randn(batch, atoms, 3, generator=gen, dtype=torch.float64) * mask.unsqueeze(-1)
     return MoleculeBatch(positions, numbers, mask, bonds, torch.arange(batch) * 10 + 3, energy, forces)
+
+
+def synthetic_dataset(path: Path, molecules: int = 6, conformers: int = 2, atoms: int = 5, seed: int = 0) -> Path:
+    """A split file (.npz) of small molecules (C and H) as bonded chains, with energies from a pair potential and
+    forces = -dE/dx: enough for every task to train and be analysed in tests."""
+    rng = np.random.default_rng(seed)
+    count = molecules * conformers
+    positions = rng.normal(scale=1.0, size=(count, atoms, 3))
+    positions[:, -1] = 0.0  # one padded atom in every example
+    mask = np.ones((count, atoms), dtype=bool)
+    mask[:, -1] = False
+    positions -= positions.sum(1, keepdims=True) / mask.sum(1)[:, None, None]
+    positions *= mask[..., None]
+    numbers = np.where(mask, rng.choice([1, 6], size=(count, atoms)), 0)
+    bonds = -np.ones((count, atoms - 1, 3), dtype=np.int64)
+    bonds[:, : atoms - 2] = np.stack([np.arange(atoms - 2), np.arange(1, atoms - 1), np.ones(atoms - 2)], -1)
+    pos = torch.tensor(positions, requires_grad=True)
+    pair = torch.tensor(mask[:, :, None] & mask[:, None, :]) & ~torch.eye(atoms, dtype=torch.bool)
+    sq = (pos.unsqueeze(2) - pos.unsqueeze(1)).pow(2).sum(-1) + (~pair).double()
+    energy = (10 * torch.exp(-sq) * pair).sum((1, 2)) / 2
+    (grad,) = torch.autograd.grad(energy.sum(), pos)
+    save_npz(
+        path,
+        positions=positions.astype(np.float32),
+        atomic_numbers=numbers.astype(np.int64),
+        mask=mask,
+        bonds=bonds,
+        molecule_id=np.repeat(np.arange(molecules), conformers),
+        conformer_id=np.tile(np.arange(conformers), molecules),
+        example_id=np.arange(count) + 100,
+        energy=energy.detach().numpy(),
+        energy_reference=np.zeros(count),
+        forces=(-grad).numpy().astype(np.float32),
+    )
+    return path
 
 
 def equivariance_error(task: Task, model: nn.Module, example: Example, rotations: Tensor) -> float:

@@ -6,49 +6,14 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from eqdyn.io import save_npz, sha256_file
+from eqdyn.io import sha256_file
 from eqdyn.models import MODEL_FAMILIES
+from eqdyn.testing import synthetic_dataset
 from eqdyn.training.runs import checkpoint_steps
 from eqdyn.training.train import NonFiniteLossError, Trainer, load_checkpoint, run_training
-
-
-def synthetic_dataset(path: Path, molecules: int = 6, conformers: int = 2, atoms: int = 5, seed: int = 0) -> Path:
-    """Small molecules (C and H), bonded chains, energies from a pair potential with forces = -dE/dx."""
-    rng = np.random.default_rng(seed)
-    count = molecules * conformers
-    positions = rng.normal(scale=1.0, size=(count, atoms, 3))
-    positions[:, -1] = 0.0  # one padded atom in every example
-    mask = np.ones((count, atoms), dtype=bool)
-    mask[:, -1] = False
-    positions -= positions.sum(1, keepdims=True) / mask.sum(1)[:, None, None]
-    positions *= mask[..., None]
-    numbers = np.where(mask, rng.choice([1, 6], size=(count, atoms)), 0)
-    bonds = -np.ones((count, atoms - 1, 3), dtype=np.int64)
-    bonds[:, : atoms - 2] = np.stack([np.arange(atoms - 2), np.arange(1, atoms - 1), np.ones(atoms - 2)], -1)
-    pos = torch.tensor(positions, requires_grad=True)
-    pair = torch.tensor(mask[:, :, None] & mask[:, None, :]) & ~torch.eye(atoms, dtype=torch.bool)
-    sq = (pos.unsqueeze(2) - pos.unsqueeze(1)).pow(2).sum(-1) + (~pair).double()
-    energy = (10 * torch.exp(-sq) * pair).sum((1, 2)) / 2
-    (grad,) = torch.autograd.grad(energy.sum(), pos)
-    save_npz(
-        path,
-        positions=positions.astype(np.float32),
-        atomic_numbers=numbers.astype(np.int64),
-        mask=mask,
-        bonds=bonds,
-        molecule_id=np.repeat(np.arange(molecules), conformers),
-        conformer_id=np.tile(np.arange(conformers), molecules),
-        example_id=np.arange(count) + 100,
-        energy=energy.detach().numpy(),
-        energy_reference=np.zeros(count),
-        forces=(-grad).numpy().astype(np.float32),
-    )
-    return path
-
 
 TASK_SETTINGS = {
     "flow_matching": {"prior_sigma": 1.0},

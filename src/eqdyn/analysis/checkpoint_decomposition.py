@@ -33,7 +33,7 @@ from eqdyn.evaluation_rotations import load_evaluation_rotations
 from eqdyn.io import write_csv
 from eqdyn.molecules import MoleculeDataset
 from eqdyn.tasks import Example, Task, build_task
-from eqdyn.training.train import load_checkpoint
+from eqdyn.training.train import load_checkpoint, select_device
 
 COLUMNS = ("run", "step", "part", "t_bin", "quantity", "k", "value", "stderr", "n")
 T_BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -63,12 +63,15 @@ def twirling_ks(num_rotations: int) -> list[int]:
 def evaluate_checkpoint(
     task: Task, model: torch.nn.Module, batches: list[tuple[Example, torch.Tensor]], enumerated: bool
 ) -> tuple[Decomposition, dict[int, np.ndarray]]:
-    """The decomposition of one model over all evaluation batches, and twirled losses per k (Haar design)."""
+    """The decomposition of one model over all evaluation batches, and twirled losses per k (Haar design).
+
+    The model runs on its own device; the (cheap) estimators run on the CPU copies of its predictions."""
+    device = next(model.parameters()).device
     results, twirled = [], {}
     for example, rotations in batches:
         with torch.no_grad():
-            predictions = twisted_predictions(task, model, example.inputs, rotations)
-        predictions = {part: value.detach() for part, value in predictions.items()}
+            predictions = twisted_predictions(task, model, example.to(device).inputs, rotations.to(device))
+        predictions = {part: value.detach().cpu() for part, value in predictions.items()}
         result = decompose_predictions(task, predictions, example.target, example.inputs, enumerated,
                                        example.example_id)  # fmt: skip
         result.covariates = dict(example.covariates)
@@ -147,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         help="model evaluations (examples x rotations) per forward pass; a speed setting only",
     )  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = select_device(args.device)
     run = json.loads(args.run.read_text())
     manifest = json.loads(args.manifest.read_text())
     task = build_task(run["task"], **run["task_settings"])
@@ -157,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     for entry in manifest["checkpoints"]:
-        model = load_checkpoint(run, args.manifest.parent / entry["file"])
+        model = load_checkpoint(run, args.manifest.parent / entry["file"], device)
         decomposition, twirled = evaluate_checkpoint(task, model, batches, enumerated)
         step_rows = summary_rows(run["name"], entry["step"], decomposition, twirled)
         rows += step_rows

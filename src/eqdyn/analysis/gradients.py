@@ -26,7 +26,7 @@ from eqdyn.analysis.parameter_symmetry import nonequivariant_sq_norm
 from eqdyn.decomposition import decompose_predictions
 from eqdyn.io import write_csv
 from eqdyn.tasks import build_task
-from eqdyn.training.train import load_checkpoint
+from eqdyn.training.train import load_checkpoint, select_device
 
 COLUMNS = ("run", "step", "quantity", "value", "stderr")
 
@@ -65,17 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=32, help="examples in the fixed evaluation batch")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = select_device(args.device)
     run = json.loads(args.run.read_text())
     manifest = json.loads(args.manifest.read_text())
     task = build_task(run["task"], **run["task_settings"])
     batches, enumerated = load_evaluation_batches(task, args.split, args.rotations, args.batch_size, torch.float32)
-    example, rotations = batches[0]
+    example, rotations = batches[0][0].to(device), batches[0][1].to(device)
     initial = None
     rows = []
     for entry in manifest["checkpoints"]:
-        model = load_checkpoint(run, args.manifest.parent / entry["file"])
+        model = load_checkpoint(run, args.manifest.parent / entry["file"], device)
         parameters = flat_parameters(model)
         initial = parameters if initial is None else initial
         values = gradient_rows(FixedBatchLosses(task, model, example, rotations, enumerated))

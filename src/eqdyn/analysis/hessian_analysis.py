@@ -34,7 +34,7 @@ from eqdyn.decomposition import make_evaluation_example, make_evaluation_rotatio
 from eqdyn.io import write_csv
 from eqdyn.molecules import MoleculeDataset
 from eqdyn.tasks import Task, build_task
-from eqdyn.training.train import load_checkpoint
+from eqdyn.training.train import load_checkpoint, select_device
 
 COLUMNS = ("run", "step", "loss", "quantity", "index", "value", "stderr", "repeats")
 DENSITY_COLUMNS = ("run", "step", "loss", "eigenvalue", "density")
@@ -108,7 +108,8 @@ def analyse_checkpoint(
     for repeat in range(settings["repeats"]):
         example, rotations, enumerated = fixed_batch(task, dataset, repeat, batch_size, num_rotations,
                                                      settings["seed"])  # fmt: skip
-        losses = FixedBatchLosses(task, model, example, rotations, enumerated)
+        device = next(model.parameters()).device
+        losses = FixedBatchLosses(task, model, example.to(device), rotations.to(device), enumerated)
         for loss in LOSSES:
             loss_rows, quadrature = analyse(losses, loss, settings, settings["seed"] + repeat)
             per_loss[loss].append(loss_rows)
@@ -135,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--density-out", type=Path, default=None)
     parser.add_argument("--stability-out", type=Path, default=None, help="the B and K doubling check")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = select_device(args.device)
     run = json.loads(args.run.read_text())
     manifest = json.loads(args.manifest.read_text())
     settings = json.loads(args.settings.read_text())
@@ -148,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --out with --density-out, and/or --stability-out")
     rows, density_rows, stability_rows = [], [], []
     for step in steps if args.out is not None else []:
-        model = load_checkpoint(run, args.manifest.parent / files[step])
+        model = load_checkpoint(run, args.manifest.parent / files[step], device)
         step_rows, step_density = analyse_checkpoint(task, model, dataset, settings, settings["num_examples"],
                                                      settings["num_rotations"], run["name"], step)  # fmt: skip
         rows += step_rows
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
               f"equiv {kappa.get('equiv', float('nan')):.4g}", flush=True)  # fmt: skip
     if args.stability_out is not None:
         step = steps[-1]
-        model = load_checkpoint(run, args.manifest.parent / files[step])
+        model = load_checkpoint(run, args.manifest.parent / files[step], device)
         for batch, rotations in ((settings["num_examples"], settings["num_rotations"]),
                                  (2 * settings["num_examples"], 2 * settings["num_rotations"])):  # fmt: skip
             design_rows, _ = analyse_checkpoint(task, model, dataset, settings, batch, rotations, run["name"], step)

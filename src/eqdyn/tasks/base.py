@@ -38,6 +38,15 @@ class Example:
     example_id: Tensor
     covariates: dict[str, Tensor] = field(default_factory=dict)
 
+    def to(self, device: torch.device | str) -> Example:
+        """The same example on ``device`` (the analyses run models on a GPU when there is one)."""
+        return Example(
+            {name: value.to(device) for name, value in self.inputs.items()},
+            {name: value.to(device) for name, value in self.target.items()},
+            self.example_id.to(device),
+            {name: value.to(device) for name, value in self.covariates.items()},
+        )
+
 
 class NoiseSource(ABC):
     """Where an example's randomness comes from: keyed per example (evaluation) or a fast generator (training)."""

@@ -134,3 +134,38 @@ rule hessian_stability:
 
 ALL_TARGETS += [f"{RESULTS}/analysis/hessian/{name}.csv" for name in HESSIAN["runs"]]
 ALL_TARGETS += [f"{RESULTS}/analysis/hessian_stability/{name}.csv" for name in HESSIAN["stability_runs"]]
+
+
+# Bundles of tables (no checkpoints, no datasets) for moving a study between machines, e.g. from the GPU machine
+# that keeps nothing between uses: one per task (its runs and their analyses) and one for the efficiency benchmark.
+# Not part of `all`. `snakemake results/<study>/export/<group>` trains and analyses what the bundle needs.
+def export_files(group):
+    if group == "benchmarks":
+        return [f"{RESULTS}/analysis/efficiency.csv"]
+    runs = [name for name, run in RUNS.items() if run["task"] == group]
+    files = [f"{RESULTS}/datasets/{group}/manifest.json", f"{RESULTS}/evaluation/{group}/task.json"]
+    for name in runs:
+        files += [f"{RESULTS}/runs/{name}/{file}" for file in ("run.json", "manifest.json", "metrics.csv")]
+        files.append(f"{RESULTS}/analysis/decomposition/{name}.csv")
+        if name in GRADIENT_RUNS:
+            files.append(f"{RESULTS}/analysis/gradients/{name}.csv")
+        if name in HESSIAN["runs"]:
+            files += [f"{RESULTS}/analysis/hessian/{name}.csv", f"{RESULTS}/analysis/hessian/{name}_density.csv"]
+        if name in HESSIAN["stability_runs"]:
+            files.append(f"{RESULTS}/analysis/hessian_stability/{name}.csv")
+    return files
+
+
+rule export_tables:
+    input:
+        files=lambda wc: export_files(wc.group),
+        code=module_file("export"),
+    output:
+        directory(f"{RESULTS}/export/{{group}}"),
+    log:
+        f"{RESULTS}/logs/export/{{group}}.log",
+    wildcard_constraints:
+        group="|".join([*TASK_NAMES, "benchmarks"]),
+    shell:
+        "{PYTHON} -m eqdyn.export pack --root {RESULTS} --out {output} --files {input.files}"
+        " --note 'study {STUDY}, group {wildcards.group}' > {log} 2>&1"

@@ -40,7 +40,7 @@ _TRANSFORMER_PRESETS: dict[str, dict[str, Any]] = {
     "xs": {"dim": 32, "layers": 2, "heads": 2},
     "s": {"dim": 64, "layers": 4, "heads": 4},
     "m": {"dim": 256, "layers": 6, "heads": 8},
-    "l": {"dim": 512, "layers": 12, "heads": 8},
+    "l": {"dim": 576, "layers": 12, "heads": 8},  # ~48M parameters: the ~50M rung of config/gpu.yaml
     "xl": {"dim": 1024, "layers": 16, "heads": 16},
 }
 _EGNN_PRESETS: dict[str, dict[str, Any]] = {

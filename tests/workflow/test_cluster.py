@@ -62,3 +62,38 @@ def test_train_rule_launches_torchrun_for_several_processes(tmp_path: Path) -> N
     assert manifest["checkpoints"][-1]["step"] == config["training"]["steps"]
     log = (workdir / "results/test/logs/train/flow_matching-transformer.log").read_text()
     assert "2 process(es)" in log
+
+
+def test_gpu_study_plans_every_run_and_bundle(tmp_path: Path) -> None:
+    workdir = copy_workflow(tmp_path)
+    groups = [f"results/gpu/export/{g}" for g in ("flow_matching", "force_field", "voxel_denoising", "benchmarks")]
+    run = subprocess.run(
+        [snakemake_executable(), "--cores", "2", "--configfile", "config/gpu.yaml", "--dry-run", *groups],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(workdir / "src")},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = run.stdout.split("Job stats:")[1].split("\n\n")[0]
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
+    assert jobs["train"] == 18 and jobs["decompose_checkpoints"] == 18 and jobs["export_tables"] == 4
+    assert jobs["hessian_analysis"] == 2 and jobs["hessian_stability"] == 1
+
+
+@pytest.mark.slow
+def test_gpu_group_script_on_cpu_with_a_scaled_down_config(tmp_path: Path) -> None:
+    """The GPU group driver end to end on this CPU: config/gpu.yaml's flow-matching runs, scaled down."""
+    workdir = copy_workflow(tmp_path / "work")
+    override = Path(__file__).with_name("gpu_scaled_down.yaml")
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "GPU_CONFIGS": f"config/gpu.yaml {override}", "GPU_SLOTS": "2",
+           "PATH": f"{Path(snakemake_executable()).parent}:{os.environ['PATH']}"}  # fmt: skip
+    run = subprocess.run(["bash", "workflow/scripts/gpu_group.sh", "flow_matching"], cwd=workdir, env=env,
+                         capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    bundle = out / "flow_matching" / "bundle"
+    index = json.loads((bundle / "index.json").read_text())
+    paths = {entry["path"] for entry in index["files"]}
+    assert "analysis/decomposition/flow_matching-transformer--size-l.csv" in paths
+    assert "analysis/hessian/flow_matching-transformer.csv" in paths
+    assert not any("checkpoints" in path for path in paths)
+    assert "snakemake exit 0" in (out / "flow_matching" / "wall.txt").read_text()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from eqdyn.export import main as export_main
 from eqdyn.testing import copy_workflow, snakemake_executable
 
 
@@ -97,3 +98,15 @@ def test_gpu_group_script_on_cpu_with_a_scaled_down_config(tmp_path: Path) -> No
     assert "analysis/hessian/flow_matching-transformer.csv" in paths
     assert not any("checkpoints" in path for path in paths)
     assert "snakemake exit 0" in (out / "flow_matching" / "wall.txt").read_text()
+
+    # Back "here": the unpacked tables are up to date without checkpoints or datasets, so `snakemake figures`
+    # would draw from them instead of retraining.
+    here = copy_workflow(tmp_path / "here")
+    assert export_main(["unpack", "--bundle", str(bundle), "--root", str(here / "results" / "gpu")]) == 0
+    tables = [f"results/gpu/{path}" for path in sorted(paths) if path.startswith("analysis/")]
+    plan = subprocess.run(
+        [snakemake_executable(), "--cores", "1", "--configfile", "config/gpu.yaml", str(override), "-n", *tables],
+        cwd=here, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(here / "src")},
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "Nothing to be done" in plan.stdout + plan.stderr

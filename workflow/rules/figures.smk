@@ -221,3 +221,11 @@ for _name, _present in (
 ):
     if _present:
         ALL_TARGETS += [f"{FIGURES}/{_name}.png", f"{FIGURES}/{_name}.pdf"]
+
+
+# Only the figures and the claims table, from tables that exist: `snakemake figures`. Snakemake does not rerun the
+# jobs upstream of a table that is present, so a study whose tables were brought back from another machine
+# (`python -m eqdyn.export unpack`, without checkpoints or datasets) gets its figures here without retraining.
+rule figures:
+    input:
+        [t for t in ALL_TARGETS if str(t).startswith(f"{FIGURES}/") or str(t) == f"{RESULTS}/claims.md"],

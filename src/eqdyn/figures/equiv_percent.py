@@ -46,7 +46,7 @@ def plot_percent_panel(ax, table: pd.DataFrame, runs: dict[str, RunInfo], task_r
             largest = float(np.nanmax(np.abs(curve["value"])))
             max_step = max(max_step, float(curve["step"].max()))
             if largest < VISIBLE_PERCENT:
-                notes.append(f"{base.family} ({base.equivariance}): ≤ {largest:.0e}% at every step")
+                notes.append(f"{base.family} ({base.equivariance}):\n≤ {largest:.0e}% at every step")
                 continue
             ax.plot(curve["step"], curve["value"], color=colour, ls="--", marker="s", ms=2.5,
                     label=f"{base.family} ({base.equivariance}), seed {base.seed}")  # fmt: skip
@@ -62,7 +62,7 @@ def plot_percent_panel(ax, table: pd.DataFrame, runs: dict[str, RunInfo], task_r
         max_step = max(max_step, float(aggregated["step"].max()))
         shown += list(aggregated["value"]) + list(aggregated["high"])
         ax.plot(aggregated["step"], aggregated["value"], color=colour, marker="o", ms=2.5,
-                label=f"{base.family}, {seed_label([r for r, _ in present])}")  # fmt: skip
+                label=f"{base.family},\n{seed_label([r for r, _ in present])}")  # fmt: skip
         floor = style.positive_floor(aggregated["value"], 0.05)
         style.band(ax, aggregated["step"], aggregated["low"], aggregated["high"], colour, log_floor=floor)
     if notes:

@@ -141,6 +141,8 @@ class Trainer:
             self.network = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
+        if self.settings.get("compile", False):
+            self.network = torch.compile(self.network)  # compiles on the first step; weights stay self.model's
         self.optimizer = make_optimizer(self.model, self.settings)
         self.ema: dict[str, torch.Tensor] | None = None
         if self.settings["ema_decay"] is not None:

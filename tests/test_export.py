@@ -58,3 +58,24 @@ def test_cli_reports_errors_with_the_file(results: Path, tmp_path: Path, capsys:
     files = [str(p) for p in sorted(results.rglob("*.csv"))]
     assert main(["pack", "--root", str(results), "--out", str(tmp_path / "b"), "--files", *files]) == 0
     assert len(json.loads((tmp_path / "b" / "index.json").read_text())["files"]) == 2
+
+
+def test_provenance_files_are_kept_apart(results: Path, tmp_path: Path) -> None:
+    manifest = results / "datasets" / "flow_matching" / "manifest.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("{}")
+    index = pack(results, [results / "runs" / "a" / "metrics.csv"], tmp_path / "bundle", provenance=[manifest])
+    assert [entry["path"] for entry in index["files"]] == [
+        "provenance/datasets/flow_matching/manifest.json",
+        "runs/a/metrics.csv",
+    ]
+    unpack(tmp_path / "bundle", tmp_path / "here")
+    assert (tmp_path / "here" / "provenance" / "datasets" / "flow_matching" / "manifest.json").exists()
+    assert not (tmp_path / "here" / "datasets").exists()
+
+
+def test_unpacked_files_share_one_modification_time(results: Path, tmp_path: Path) -> None:
+    """Snakemake compares times: a config copied after a table must not look newer than it."""
+    pack(results, sorted(results.rglob("*.csv")), tmp_path / "bundle")
+    written = unpack(tmp_path / "bundle", tmp_path / "here")
+    assert len({path.stat().st_mtime_ns for path in written}) == 1

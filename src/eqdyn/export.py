@@ -7,8 +7,15 @@ analyses and then packs only its tables (run configs, manifests, metrics, analys
     python -m eqdyn.export unpack --bundle flow_matching --root results/gpu
 
 ``pack`` copies the files under their paths relative to ``--root`` and writes ``index.json`` (sha256 and size of
-each, the git commit, device and time). ``unpack`` verifies every file against the index before copying any, so a
-truncated or edited bundle fails naming the file, and refuses to overwrite a different file unless ``--force``.
+each, the git commit and time). ``--provenance`` files (e.g. the dataset manifests) go under ``provenance/``
+instead: they are outputs of jobs whose other outputs (the datasets) stay behind, and Snakemake would rerun a job
+that has some outputs present and an input newer than them. For the same reason the stage configs written when
+the workflow is parsed (``configs/data.json``, ``runs/*/run.json``, ...) travel with the tables: unpacked with
+their old times and the same content, Snakemake does not rewrite them, and the tables stay up to date.
+
+``unpack`` verifies every file against the index before copying any, so a truncated or edited bundle fails naming
+the file, and refuses to overwrite a different file unless ``--force``. Every unpacked file gets the same
+modification time, so no table looks older than the configs it was made from.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +40,20 @@ class BundleError(RuntimeError):
     """A bundle that does not match its index, or a file that would be overwritten."""
 
 
-def pack(root: Path, files: list[Path], out: Path, note: str = "") -> dict[str, Any]:
-    """Copy ``files`` (each under ``root``) into ``out`` keeping their relative paths; write and return the index."""
+def pack(
+    root: Path, files: list[Path], out: Path, note: str = "", provenance: list[Path] | None = None
+) -> dict[str, Any]:
+    """Copy ``files`` (each under ``root``) into ``out`` keeping their relative paths, and ``provenance`` files
+    under ``provenance/``; write and return the index."""
     root = root.resolve()
     entries = []
-    for file in files:
+    for file, prefix in [(f, Path()) for f in files] + [(f, Path("provenance")) for f in provenance or []]:
         path = Path(file).resolve()
         if not path.is_relative_to(root):
             raise BundleError(f"{file}: not under the bundle root {root}")
         if not path.is_file():
             raise BundleError(f"{file}: not a file")
-        relative = path.relative_to(root)
+        relative = prefix / path.relative_to(root)
         target = out / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
@@ -79,9 +91,13 @@ def unpack(bundle: Path, root: Path, force: bool = False) -> list[Path]:
     clashes = [t for _, t, digest in targets if t.exists() and sha256_file(t) != digest]
     if clashes and not force:
         raise BundleError(f"{clashes[0]}: exists with different content ({len(clashes)} file(s)); use --force")
+    # One modification time for every unpacked file: transports (cp -r, fetches) do not keep times, and Snakemake
+    # would take a run config copied a microsecond after a table for an input newer than its output.
+    now = time.time()
     for source, target, _ in targets:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
+        shutil.copyfile(source, target)
+        os.utime(target, (now, now))
     return [target for _, target, _ in targets]
 
 
@@ -92,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     packing.add_argument("--root", type=Path, required=True, help="the study's results directory")
     packing.add_argument("--out", type=Path, required=True, help="bundle directory")
     packing.add_argument("--files", type=Path, nargs="+", required=True)
+    packing.add_argument("--provenance", type=Path, nargs="*", default=[], help="kept under provenance/")
     packing.add_argument("--note", default="", help="free text kept in the index (device, command)")
     unpacking = commands.add_parser("unpack", help="verify a bundle and copy its files under a results directory")
     unpacking.add_argument("--bundle", type=Path, required=True)
@@ -100,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "pack":
-            index = pack(args.root, args.files, args.out, args.note)
+            index = pack(args.root, args.files, args.out, args.note, args.provenance)
             print(f"packed {len(index['files'])} files into {args.out}")
         else:
             written = unpack(args.bundle, args.root, args.force)

@@ -92,6 +92,7 @@ def equivariance_error(task: Task, model: nn.Module, example: Example, rotations
 def copy_workflow(destination: Path) -> Path:
     """Copy the Snakefile, workflow/, config/ and src/ into ``destination`` so a test can run the workflow there
     without touching (or locking) the repository's own results."""
+    destination.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "config", "src"):
         source = REPO_ROOT / name
         if source.is_dir():

@@ -103,7 +103,7 @@ def test_gpu_group_script_on_cpu_with_a_scaled_down_config(tmp_path: Path) -> No
     # would draw from them instead of retraining.
     here = copy_workflow(tmp_path / "here")
     assert export_main(["unpack", "--bundle", str(bundle), "--root", str(here / "results" / "gpu")]) == 0
-    tables = [f"results/gpu/{path}" for path in sorted(paths) if path.startswith("analysis/")]
+    tables = [f"results/gpu/{path}" for path in sorted(paths) if path.startswith("analysis/") and path.endswith(".csv")]
     plan = subprocess.run(
         [snakemake_executable(), "--cores", "1", "--configfile", "config/gpu.yaml", str(override), "-n", *tables],
         cwd=here, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(here / "src")},

@@ -143,7 +143,9 @@ def export_files(group):
     if group == "benchmarks":
         return [f"{RESULTS}/analysis/efficiency.csv"]
     runs = [name for name, run in RUNS.items() if run["task"] == group]
-    files = [f"{RESULTS}/datasets/{group}/manifest.json", f"{RESULTS}/evaluation/{group}/task.json"]
+    # the stage configs written at parse time travel too: unpacked with their old times, they are not rewritten
+    # (same content), so they do not look newer than the tables made from them
+    files = [DATA_CONFIG, f"{RESULTS}/evaluation/{group}/task.json", HESSIAN_SETTINGS]
     for name in runs:
         files += [f"{RESULTS}/runs/{name}/{file}" for file in ("run.json", "manifest.json", "metrics.csv")]
         files.append(f"{RESULTS}/analysis/decomposition/{name}.csv")
@@ -159,6 +161,8 @@ def export_files(group):
 rule export_tables:
     input:
         files=lambda wc: export_files(wc.group),
+        # the dataset manifest (sizes, skipped molecules) travels as provenance: see eqdyn.export
+        provenance=lambda wc: [] if wc.group == "benchmarks" else [f"{RESULTS}/datasets/{wc.group}/manifest.json"],
         code=module_file("export"),
     output:
         directory(f"{RESULTS}/export/{{group}}"),
@@ -168,4 +172,5 @@ rule export_tables:
         group="|".join([*TASK_NAMES, "benchmarks"]),
     shell:
         "{PYTHON} -m eqdyn.export pack --root {RESULTS} --out {output} --files {input.files}"
+        " --provenance {input.provenance}"
         " --note 'study {STUDY}, group {wildcards.group}' > {log} 2>&1"

@@ -26,9 +26,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/$gr
 start=$(date +%s)
 status=0
 # shellcheck disable=SC2086  # GPU_CONFIGS is a list of files
-snakemake --cores all --configfile ${GPU_CONFIGS:-config/gpu.yaml} --resources gpu="${GPU_SLOTS:-4}" \
-  "results/gpu/export/$group" "$@" || status=$?
+# the target first: --resources and --configfile take every word after them
+snakemake "results/gpu/export/$group" --cores all --resources gpu="${GPU_SLOTS:-4}" \
+  --configfile ${GPU_CONFIGS:-config/gpu.yaml} "$@" || status=$?
 echo "group $group: snakemake exit $status after $(( $(date +%s) - start )) s" | tee "$out/$group/wall.txt"
-if [ -d "results/gpu/export/$group" ]; then cp -r "results/gpu/export/$group/." "$out/$group/bundle"; fi
+if [ -d "results/gpu/export/$group" ]; then cp -rp "results/gpu/export/$group/." "$out/$group/bundle"; fi
 cp -r results/gpu/logs "$out/$group/logs" 2>/dev/null || true
 exit $status

@@ -14,6 +14,7 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -75,6 +76,41 @@ def measure(task: Task, model: torch.nn.Module, molecules: MoleculeBatch, num_ro
     return median_seconds(plain, repeats, device), median_seconds(decomposition, repeats, device)
 
 
+# (task, family, size, model overrides) of the decomposition benchmark
+CASES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("flow_matching", "transformer", "s", {}),
+    ("flow_matching", "egnn", "s", {}),
+    ("force_field", "transformer", "s", {}),
+    ("force_field", "painn", "s", {}),
+    ("voxel_denoising", "unet3d", "xs", {}),
+    ("voxel_denoising", "octahedral_unet", "xs", {}),
+)
+
+
+def measure_case(
+    task_name: str,
+    family: str,
+    size: str,
+    overrides: dict[str, Any],
+    *,
+    device: torch.device,
+    batch: int,
+    atoms: int,
+    rotations: int,
+    repeats: int,
+    grid_size: int,
+) -> tuple[float, float]:
+    """Median seconds of K plain forwards and of one decomposition pass for one model (voxel grids: batch // 8)."""
+    settings = {"grid_size": grid_size, "resolution": 0.5} if task_name == "voxel_denoising" else {}
+    task = build_task(task_name, **settings)
+    model = build_model(task_name, family, size, **overrides).to(device).eval()
+    examples = batch if task_name != "voxel_denoising" else max(1, batch // 8)
+    molecules = synthetic_molecules(examples, atoms, device)
+    if task_name == "voxel_denoising":  # keep the molecule inside the grid
+        molecules = dataclasses.replace(molecules, positions=0.5 * molecules.positions)
+    return measure(task, model, molecules, rotations, repeats, device)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -85,25 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-size", type=int, default=16)
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    cases = [
-        ("flow_matching", "transformer", "s", {}),
-        ("flow_matching", "egnn", "s", {}),
-        ("force_field", "transformer", "s", {}),
-        ("force_field", "painn", "s", {}),
-        ("voxel_denoising", "unet3d", "xs", {}),
-        ("voxel_denoising", "octahedral_unet", "xs", {}),
-    ]
     print(f"device {device}, batch {args.batch}, {args.atoms} atoms, K = {args.rotations} (voxel: 24 cube rotations)")
     print(f"{'task':<16} {'model':<16} {'K forwards ms':>14} {'decomposition ms':>17} {'ratio':>6}")
-    for task_name, family, size, overrides in cases:
-        settings = {"grid_size": args.grid_size, "resolution": 0.5} if task_name == "voxel_denoising" else {}
-        task = build_task(task_name, **settings)
-        model = build_model(task_name, family, size, **overrides).to(device).eval()
-        batch = args.batch if task_name != "voxel_denoising" else max(1, args.batch // 8)
-        molecules = synthetic_molecules(batch, args.atoms, device)
-        if task_name == "voxel_denoising":  # keep the molecule inside the grid
-            molecules = dataclasses.replace(molecules, positions=0.5 * molecules.positions)
-        plain, decomposition = measure(task, model, molecules, args.rotations, args.repeats, device)
+    for task_name, family, size, overrides in CASES:
+        plain, decomposition = measure_case(
+            task_name, family, size, overrides, device=device, batch=args.batch, atoms=args.atoms,
+            rotations=args.rotations, repeats=args.repeats, grid_size=args.grid_size,
+        )  # fmt: skip
         print(f"{task_name:<16} {family:<16} {1e3 * plain:>14.1f} {1e3 * decomposition:>17.1f} "
               f"{decomposition / plain:>6.2f}")  # fmt: skip
     return 0

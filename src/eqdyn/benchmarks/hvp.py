@@ -66,7 +66,67 @@ def peak_megabytes(function: object, device: torch.device) -> float:
     return (torch.cuda.max_memory_allocated(device) - before) / 2**20
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclasses.dataclass(frozen=True)
+class HvpRow:
+    """One analysed model: median gradient and HVP times (None where that path fails), peak memory on CUDA."""
+
+    task: str
+    family: str
+    parameters: int
+    gradient_ms: float
+    forward_over_reverse_ms: float | None
+    reverse_over_reverse_ms: float | None
+    auto_picks: str
+    memory_mb: tuple[float, float, float]  # gradient, forward-over-reverse, reverse-over-reverse (NaN off CUDA)
+    failures: tuple[str, ...] = ()
+
+    @property
+    def forward_over_reverse_ratio(self) -> float | None:
+        return None if self.forward_over_reverse_ms is None else self.forward_over_reverse_ms / self.gradient_ms
+
+    @property
+    def reverse_over_reverse_ratio(self) -> float | None:
+        return None if self.reverse_over_reverse_ms is None else self.reverse_over_reverse_ms / self.gradient_ms
+
+
+def measure_hvp(task_name: str, family: str, args: argparse.Namespace, device: torch.device,
+                dtype: torch.dtype) -> HvpRow:  # fmt: skip
+    """Times one gradient and one HVP by each path; ``args`` carries batch, atoms, rotations, grid_size, repeats,
+    loss (the options of this module's CLI)."""
+    losses = fixed_batch_losses(task_name, family, args, device, dtype)
+    direction = torch.randn(losses.dim, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
+    losses.hvp(args.loss, direction)  # resolves "auto"
+
+    def gradient() -> None:
+        losses.gradient(args.loss)
+
+    def forward_over_reverse() -> None:
+        hvp_forward_over_reverse(losses.loss_function(args.loss), losses.parameters, direction)
+
+    def reverse_over_reverse() -> None:
+        hvp_reverse_over_reverse(losses.loss_function(args.loss), losses.parameters, direction)
+
+    gradient_seconds = median_seconds(gradient, args.repeats, device)
+    memory = [peak_megabytes(gradient, device)]
+    milliseconds: list[float | None] = []
+    failures = []
+    for path in (forward_over_reverse, reverse_over_reverse):
+        try:
+            seconds = median_seconds(path, args.repeats, device)
+        except RuntimeError as error:  # e.g. torch.func refusing autograd.grad inside the forward
+            milliseconds.append(None)
+            memory.append(float("nan"))
+            failures.append(f"{path.__name__} fails: {str(error).splitlines()[0]}")
+            continue
+        milliseconds.append(1e3 * seconds)
+        memory.append(peak_megabytes(path, device))
+    return HvpRow(
+        task_name, family, count_parameters(losses.model), 1e3 * gradient_seconds, milliseconds[0], milliseconds[1],
+        losses.hvp_method, (memory[0], memory[1], memory[2]), tuple(failures),
+    )  # fmt: skip
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -78,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loss", default="mean")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     voxel = f"{max(1, args.batch // 8)} grids of {args.grid_size}^3 x 24 cube rotations"
     print(f"device {device}, {args.dtype}, batch {args.batch} x K = {args.rotations} ({args.atoms} atoms), voxel: "
@@ -89,36 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         header += f" {'grad MB':>8} {'fwd-rev MB':>10} {'rev-rev MB':>10}"
     print(header)
     for task_name, family in ANALYSED_MODELS:
-        losses = fixed_batch_losses(task_name, family, args, device, dtype)
-        direction = torch.randn(losses.dim, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
-        losses.hvp(args.loss, direction)  # resolves "auto"
-        picked = losses.hvp_method
-
-        def gradient(losses: FixedBatchLosses = losses) -> None:
-            losses.gradient(args.loss)
-
-        def forward_over_reverse(losses: FixedBatchLosses = losses, direction: torch.Tensor = direction) -> None:
-            hvp_forward_over_reverse(losses.loss_function(args.loss), losses.parameters, direction)
-
-        def reverse_over_reverse(losses: FixedBatchLosses = losses, direction: torch.Tensor = direction) -> None:
-            hvp_reverse_over_reverse(losses.loss_function(args.loss), losses.parameters, direction)
-
-        grad_seconds = median_seconds(gradient, args.repeats, device)
-        line = f"{task_name:<16} {family:<16} {count_parameters(losses.model):>9,} {1e3 * grad_seconds:>9.1f}"
-        memory = [peak_megabytes(gradient, device)]
-        for path in (forward_over_reverse, reverse_over_reverse):
-            try:
-                seconds = median_seconds(path, args.repeats, device)
-            except RuntimeError as error:  # e.g. torch.func refusing autograd.grad inside the forward
+        row = measure_hvp(task_name, family, args, device, dtype)
+        for failure in row.failures:
+            print(f"# {family}: {failure}")
+        line = f"{task_name:<16} {family:<16} {row.parameters:>9,} {row.gradient_ms:>9.1f}"
+        for milliseconds in (row.forward_over_reverse_ms, row.reverse_over_reverse_ms):
+            if milliseconds is None:
                 line += f" {'fails':>15} {'':>6}"
-                memory.append(float("nan"))
-                print(f"# {family}: {path.__name__} fails: {str(error).splitlines()[0]}")
-                continue
-            line += f" {1e3 * seconds:>15.1f} {seconds / grad_seconds:>6.2f}"
-            memory.append(peak_megabytes(path, device))
-        line += f" {picked:<21}"
+            else:
+                line += f" {milliseconds:>15.1f} {milliseconds / row.gradient_ms:>6.2f}"
+        line += f" {row.auto_picks:<21}"
         if device.type == "cuda":
-            line += f" {memory[0]:>8.1f} {memory[1]:>10.1f} {memory[2]:>10.1f}"
+            line += f" {row.memory_mb[0]:>8.1f} {row.memory_mb[1]:>10.1f} {row.memory_mb[2]:>10.1f}"
         print(line, flush=True)
     return 0
 

@@ -14,7 +14,7 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -83,35 +83,48 @@ def training_step(task: str, model: nn.Module, data: dict[str, Tensor], bf16: bo
     return step
 
 
-def run_benchmark(args: argparse.Namespace) -> list[BenchmarkRow]:
-    """Times every model in interleaved rounds (one step of each per round), so that a change of machine load
-    during the run affects all models alike and the ratios stay comparable; reports the median step time."""
-    device = torch.device(args.device)
-    synchronise: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    molecules = synthetic_molecules(args.batch, args.atoms, device)
+def synthetic_voxels(batch: int, channels: int, size: int, device: torch.device) -> dict[str, Tensor]:
     generator = torch.Generator().manual_seed(1)
-    voxel_shape = (args.voxel_batch, args.voxel_channels, *(3 * [args.voxel_size]))
-    grids = {
-        "grid": torch.randn(voxel_shape, generator=generator),
-        "clean": torch.rand(voxel_shape, generator=generator),
-    }
-    grids = {name: tensor.to(device) for name, tensor in grids.items()}
-    runs = [(task, family, spec.default_size) for (task, family), spec in FAMILY_SPECS.items()]
-    runs += [("flow_matching", "transformer", size) for size in args.ladder if size != "s"]
-    runs = [run for run in runs if not args.tasks or run[0] in args.tasks]
-    models, steps = [], []
+    shape = (batch, channels, *(3 * [size]))
+    grids = {"grid": torch.randn(shape, generator=generator), "clean": torch.rand(shape, generator=generator)}
+    return {name: tensor.to(device) for name, tensor in grids.items()}
+
+
+def benchmark_runs(
+    runs: Sequence[tuple[str, str, str]],
+    device: torch.device,
+    *,
+    batch: int,
+    atoms: int,
+    voxel_batch: int,
+    voxel_size: int,
+    voxel_channels: int,
+    warmup: int,
+    steps: int,
+    bf16: bool,
+    compile_models: bool = False,
+) -> list[BenchmarkRow]:
+    """Times the (task, family, size) runs in interleaved rounds (one step of each per round), so that a change of
+    machine load during the run affects all models alike and the ratios stay comparable; reports the median step
+    time. ``compile_models`` wraps each model in ``torch.compile`` (static shapes) before its warm-up steps."""
+    synchronise: Callable[[], None] = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    molecules = synthetic_molecules(batch, atoms, device)
+    grids = synthetic_voxels(voxel_batch, voxel_channels, voxel_size, device)
+    models, step_functions = [], []
     for task, family, size in runs:
-        overrides = {"channels": args.voxel_channels} if task == "voxel_denoising" else {}
+        overrides = {"channels": voxel_channels} if task == "voxel_denoising" else {}
         torch.manual_seed(0)
         model = build_model(task, family, size, **overrides).to(device).train()
-        step = training_step(task, model, grids if task == "voxel_denoising" else molecules, args.bf16)
-        for _ in range(args.warmup):
+        # dynamic=False: the ladder's instances differ only in shapes, which must not turn into symbolic sizes
+        trained = torch.compile(model, dynamic=False) if compile_models else model
+        step = training_step(task, trained, grids if task == "voxel_denoising" else molecules, bf16)
+        for _ in range(warmup):
             step()
         models.append(model)
-        steps.append(step)
+        step_functions.append(step)
     times: list[list[float]] = [[] for _ in runs]
-    for _ in range(args.steps):
-        for step, record in zip(steps, times, strict=True):
+    for _ in range(steps):
+        for step, record in zip(step_functions, times, strict=True):
             synchronise()
             start = time.perf_counter()
             step()
@@ -119,7 +132,7 @@ def run_benchmark(args: argparse.Namespace) -> list[BenchmarkRow]:
             record.append(1000 * (time.perf_counter() - start))
     rows = []
     for (task, family, size), model, record in zip(runs, models, times, strict=True):
-        examples = args.voxel_batch if task == "voxel_denoising" else args.batch
+        examples = voxel_batch if task == "voxel_denoising" else batch
         milliseconds = statistics.median(record)
         rows.append(
             BenchmarkRow(
@@ -128,6 +141,18 @@ def run_benchmark(args: argparse.Namespace) -> list[BenchmarkRow]:
             )
         )  # fmt: skip
     return rows
+
+
+def run_benchmark(args: argparse.Namespace) -> list[BenchmarkRow]:
+    """Every (task, family) at its default size plus the transformer ladder, timed by :func:`benchmark_runs`."""
+    runs = [(task, family, spec.default_size) for (task, family), spec in FAMILY_SPECS.items()]
+    runs += [("flow_matching", "transformer", size) for size in args.ladder if size != "s"]
+    runs = [run for run in runs if not args.tasks or run[0] in args.tasks]
+    return benchmark_runs(
+        runs, torch.device(args.device), batch=args.batch, atoms=args.atoms, voxel_batch=args.voxel_batch,
+        voxel_size=args.voxel_size, voxel_channels=args.voxel_channels, warmup=args.warmup, steps=args.steps,
+        bf16=args.bf16,
+    )  # fmt: skip
 
 
 def format_table(rows: list[BenchmarkRow]) -> str:

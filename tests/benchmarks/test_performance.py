@@ -14,7 +14,7 @@ from eqdyn.benchmarks.decomposition import CASES as DECOMPOSITION_CASES
 from eqdyn.benchmarks.hvp import ANALYSED_MODELS
 from eqdyn.benchmarks.performance import (
     EQUIVARIANCE_PAIRS,
-    H100_SXM_BF16_DENSE_TFLOPS,
+    H100_BF16_MATMUL_TFLOPS,
     main,
     resolve_peak_tflops,
     training_step_flops,
@@ -155,5 +155,5 @@ def test_training_step_flops_grow_with_model_size() -> None:
 def test_peak_is_given_or_the_h100_bf16_peak_on_cuda_only() -> None:
     assert resolve_peak_tflops(None, torch.device("cpu"), bf16=True) is None
     assert resolve_peak_tflops(None, torch.device("cuda"), bf16=False) is None
-    assert resolve_peak_tflops(None, torch.device("cuda"), bf16=True) == H100_SXM_BF16_DENSE_TFLOPS
+    assert resolve_peak_tflops(None, torch.device("cuda"), bf16=True) == H100_BF16_MATMUL_TFLOPS
     assert resolve_peak_tflops(100.0, torch.device("cpu"), bf16=False) == 100.0

@@ -136,12 +136,43 @@ ALL_TARGETS += [f"{RESULTS}/analysis/hessian/{name}.csv" for name in HESSIAN["ru
 ALL_TARGETS += [f"{RESULTS}/analysis/hessian_stability/{name}.csv" for name in HESSIAN["stability_runs"]]
 
 
+PERFORMANCE = config["performance"]
+
+
+rule performance_table:
+    input:
+        code=[
+            module_file("benchmarks.performance"),
+            module_file("models.benchmark"),
+            module_file("benchmarks.hvp"),
+            module_file("benchmarks.decomposition"),
+        ],
+    output:
+        md=f"{RESULTS}/analysis/performance.md",
+        csv=f"{RESULTS}/analysis/performance.csv",
+    log:
+        f"{RESULTS}/logs/analysis/performance.log",
+    # every core and the GPU: its ratios are only fair when nothing runs beside it
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    params:
+        device=PERFORMANCE["device"],
+        flags=" ".join(["--bf16"] * PERFORMANCE["bf16"] + ["--compile"] * PERFORMANCE["compile"]),
+        sizes=" ".join(PERFORMANCE["sizes"]),
+        repeats=PERFORMANCE["repeats"],
+    shell:
+        "{PYTHON} -m eqdyn.benchmarks.performance --device {params.device} {params.flags} --sizes {params.sizes}"
+        " --repeats {params.repeats} --threads {threads} --out {output.md} --csv {output.csv} > {log} 2>&1"
+
+
 # Bundles of tables (no checkpoints, no datasets) for moving a study between machines, e.g. from the GPU machine
 # that keeps nothing between uses: one per task (its runs and their analyses) and one for the efficiency benchmark.
 # Not part of `all`. `snakemake results/<study>/export/<group>` trains and analyses what the bundle needs.
 def export_files(group):
     if group == "benchmarks":
-        return [f"{RESULTS}/analysis/efficiency.csv"]
+        performance = [f"{RESULTS}/analysis/performance.{ext}" for ext in ("md", "csv")] * PERFORMANCE["enabled"]
+        return [f"{RESULTS}/analysis/efficiency.csv", *performance]
     runs = [name for name, run in RUNS.items() if run["task"] == group]
     # the stage configs written at parse time travel too: unpacked with their old times, they are not rewritten
     # (same content), so they do not look newer than the tables made from them

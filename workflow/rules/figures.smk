@@ -223,6 +223,21 @@ for _name, _present in (
         ALL_TARGETS += [f"{FIGURES}/{_name}.png", f"{FIGURES}/{_name}.pdf"]
 
 
+rule performance_report:
+    input:
+        f"{RESULTS}/analysis/performance.md",
+    output:
+        f"{FIGURES}/performance.md",
+    log:
+        f"{RESULTS}/logs/figures/performance.log",
+    shell:
+        "cp {input} {output} 2> {log}"
+
+
+if config["performance"]["enabled"]:
+    ALL_TARGETS.append(f"{FIGURES}/performance.md")
+
+
 # Only the figures and the claims table, from tables that exist: `snakemake figures`. Snakemake does not rerun the
 # jobs upstream of a table that is present, so a study whose tables were brought back from another machine
 # (`python -m eqdyn.export unpack`, without checkpoints or datasets) gets its figures here without retraining.

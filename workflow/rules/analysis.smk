@@ -7,7 +7,7 @@ rule decompose_checkpoints:
         manifest=f"{RESULTS}/runs/{{run}}/manifest.json",
         split=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/test.npz",
         rotations=lambda wc: f"{RESULTS}/evaluation/{RUNS[wc.run]['task']}/rotations.npz",
-        code=[module_file("analysis.checkpoint_decomposition"), module_file("decomposition")],
+        code=[module_file("analysis.checkpoint_decomposition"), module_file("analysis.cli"), module_file("decomposition")],
     output:
         f"{RESULTS}/analysis/decomposition/{{run}}.csv",
     log:
@@ -53,6 +53,7 @@ rule gradient_analysis:
         rotations=lambda wc: f"{RESULTS}/evaluation/{RUNS[wc.run]['task']}/rotations.npz",
         code=[
             module_file("analysis.gradients"),
+            module_file("analysis.cli"),
             module_file("analysis.hessian"),
             module_file("analysis.parameter_symmetry"),
         ],
@@ -91,6 +92,7 @@ HESSIAN_INPUTS = dict(
     settings=HESSIAN_SETTINGS,
     code=[
         module_file("analysis.hessian_analysis"),
+        module_file("analysis.cli"),
         module_file("analysis.hessian"),
         module_file("analysis.lanczos"),
         module_file("analysis.conditioning"),

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from eqdyn.analysis.cli import add_run_arguments, open_run
 from eqdyn.decomposition import (
     Decomposition,
     decompose_predictions,
@@ -32,8 +32,8 @@ from eqdyn.decomposition import (
 from eqdyn.evaluation_rotations import load_evaluation_rotations
 from eqdyn.io import write_csv
 from eqdyn.molecules import MoleculeDataset
-from eqdyn.tasks import Example, Task, build_task
-from eqdyn.training.train import load_checkpoint, select_device
+from eqdyn.tasks import Example, Task
+from eqdyn.training.train import load_checkpoint
 
 COLUMNS = ("run", "step", "part", "t_bin", "quantity", "k", "value", "stderr", "n")
 T_BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -140,8 +140,7 @@ def load_evaluation_batches(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True, help="the run's config (run.json)")
-    parser.add_argument("--manifest", type=Path, required=True, help="the run's checkpoint manifest")
+    add_run_arguments(parser)
     parser.add_argument("--split", type=Path, required=True, help="held-out split (.npz)")
     parser.add_argument("--rotations", type=Path, required=True, help="the task's evaluation rotations (.npz)")
     parser.add_argument("--out", type=Path, required=True, help="tidy CSV")
@@ -149,14 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         "--evaluations-per-batch", type=int, default=512,
         help="model evaluations (examples x rotations) per forward pass; a speed setting only",
     )  # fmt: skip
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = select_device(args.device)
-    run = json.loads(args.run.read_text())
-    manifest = json.loads(args.manifest.read_text())
-    task = build_task(run["task"], **run["task_settings"])
+    run, manifest, task, device = open_run(args)
     batches, enumerated = load_evaluation_batches(
         task, args.split, args.rotations, None, torch.float32, args.evaluations_per_batch
     )

@@ -15,18 +15,17 @@ rotations and noise), with respect to all parameters:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
 from eqdyn.analysis.checkpoint_decomposition import load_evaluation_batches
+from eqdyn.analysis.cli import add_run_arguments, open_run
 from eqdyn.analysis.hessian import FixedBatchLosses
 from eqdyn.analysis.parameter_symmetry import nonequivariant_sq_norm
 from eqdyn.decomposition import decompose_predictions
 from eqdyn.io import write_csv
-from eqdyn.tasks import build_task
-from eqdyn.training.train import load_checkpoint, select_device
+from eqdyn.training.train import load_checkpoint
 
 COLUMNS = ("run", "step", "quantity", "value", "stderr")
 
@@ -58,20 +57,13 @@ def gradient_rows(losses: FixedBatchLosses) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--manifest", type=Path, required=True)
+    add_run_arguments(parser)
     parser.add_argument("--split", type=Path, required=True)
     parser.add_argument("--rotations", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=32, help="examples in the fixed evaluation batch")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = select_device(args.device)
-    run = json.loads(args.run.read_text())
-    manifest = json.loads(args.manifest.read_text())
-    task = build_task(run["task"], **run["task_settings"])
+    run, manifest, task, device = open_run(args)
     batches, enumerated = load_evaluation_batches(task, args.split, args.rotations, args.batch_size, torch.float32)
     example, rotations = batches[0][0].to(device), batches[0][1].to(device)
     initial = None

@@ -27,14 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from eqdyn.analysis.cli import add_run_arguments, open_run
 from eqdyn.analysis.conditioning import conditioning_rows
 from eqdyn.analysis.hessian import FixedBatchLosses
 from eqdyn.analysis.lanczos import broadened_density, hutchinson_trace, stochastic_lanczos_quadrature, top_eigenvalues
 from eqdyn.decomposition import make_evaluation_example, make_evaluation_rotations
 from eqdyn.io import write_csv
 from eqdyn.molecules import MoleculeDataset
-from eqdyn.tasks import Task, build_task
-from eqdyn.training.train import load_checkpoint, select_device
+from eqdyn.tasks import Task
+from eqdyn.training.train import load_checkpoint
 
 COLUMNS = ("run", "step", "loss", "quantity", "index", "value", "stderr", "repeats")
 DENSITY_COLUMNS = ("run", "step", "loss", "eigenvalue", "density")
@@ -128,22 +129,15 @@ def analyse_checkpoint(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--manifest", type=Path, required=True)
+    add_run_arguments(parser)
     parser.add_argument("--split", type=Path, required=True, help="held-out split the batches are drawn from")
     parser.add_argument("--settings", type=Path, required=True, help="JSON: the config's hessian section")
     parser.add_argument("--out", type=Path, default=None, help="conditioning table (with --density-out)")
     parser.add_argument("--density-out", type=Path, default=None)
     parser.add_argument("--stability-out", type=Path, default=None, help="the B and K doubling check")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    device = select_device(args.device)
-    run = json.loads(args.run.read_text())
-    manifest = json.loads(args.manifest.read_text())
+    run, manifest, task, device = open_run(args)
     settings = json.loads(args.settings.read_text())
-    task = build_task(run["task"], **run["task_settings"])
     dataset = MoleculeDataset.load(args.split)
     files = {entry["step"]: entry["file"] for entry in manifest["checkpoints"]}
     steps = chosen_steps(sorted(files), settings["checkpoint_fractions"], run["training"]["steps"])

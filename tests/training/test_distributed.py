@@ -108,3 +108,15 @@ def test_shards_split_the_global_batch_evenly() -> None:
     with pytest.raises(ValueError, match=r"training.batch_size = 30 does not split evenly over training.processes = 4"):
         groups[0].shard(30)
     assert ProcessGroup().shard(30) == (0, 30) and ProcessGroup().is_main
+
+
+def test_a_diverging_data_parallel_run_ends_on_every_rank(tmp_path: Path) -> None:
+    """Every rank sees the same (all-reduced) loss and weights check, so all stop together: exit 0, no hang."""
+    train = synthetic_dataset(tmp_path / "train.npz")
+    settings = {"optimizer": "sgd", "learning_rate": 1e30, "grad_clip": None}
+    run = {**make_run("flow_matching", "transformer", 20, processes=2, **settings), "name": "diverging"}
+    out = train_with_torchrun(run, train, tmp_path, processes=2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "diverged" and manifest["diverged_at_step"] == 2
+    assert [entry["step"] for entry in manifest["checkpoints"]] == [0]
+    assert not (tmp_path / "state" / "diverging").exists()

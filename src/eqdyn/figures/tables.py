@@ -32,6 +32,15 @@ class RunInfo:
     train_molecules: int | None
     checkpoint_steps: tuple[int, ...] = field(default=())
     num_train_molecules: int | None = None
+    # the trainer's outcome from manifest.json: "finished" or "diverged" (manifests written before status existed,
+    # and runs read without a manifest, are "finished")
+    status: str = "finished"
+    status_reason: str | None = None
+    diverged_at_step: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
 
     @property
     def is_base(self) -> bool:
@@ -74,6 +83,9 @@ def read_runs(run_paths: Sequence[str | Path], manifest_paths: Sequence[str | Pa
             train_molecules=manifest.get("train_molecules"),
             checkpoint_steps=tuple(run.get("checkpoint_steps", ())),
             num_train_molecules=training.get("num_train_molecules"),
+            status=str(manifest.get("status", "finished")),
+            status_reason=manifest.get("status_reason"),
+            diverged_at_step=manifest.get("diverged_at_step"),
         )
     missing = [name for name in manifests if name not in runs]
     if missing:

@@ -13,13 +13,16 @@ import argparse
 import copy
 import csv
 import json
+import logging
 import tempfile
 from pathlib import Path
 
 import torch
 
 from eqdyn.io import atomic_path
-from eqdyn.training.train import NonFiniteLossError, Trainer, select_device
+from eqdyn.training.train import Trainer, select_device
+
+logger = logging.getLogger(__name__)
 
 GRIDS = {
     "adam": (3e-4, 1e-3, 3e-3),
@@ -38,11 +41,10 @@ def score_learning_rate(run: dict, train_path: Path, optimizer: str, learning_ra
     trial["checkpoint_steps"] = []
     with tempfile.TemporaryDirectory() as state_dir:
         trainer = Trainer(trial, train_path, Path(state_dir), select_device(settings["device"]))
-        try:
-            trainer.train()
-        except NonFiniteLossError as error:  # a diverging trial scores as infinitely bad
-            print(f"{optimizer} lr {learning_rate:g}: {error}")
-            return float("inf")
+        trainer.train()
+    if trainer.state.status == "diverged":  # a diverging trial scores as infinitely bad
+        logger.warning("%s lr %g: diverged, %s", optimizer, learning_rate, trainer.state.status_reason)
+        return float("inf")
     return float(trainer.state.metrics[-1]["train_loss"])
 
 
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=500)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     run = json.loads(args.run.read_text())
     torch.set_num_threads(run["training"]["threads"])
     rows = []

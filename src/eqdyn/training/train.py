@@ -5,24 +5,41 @@ the example is drawn, so it is exact for every task, voxels included), Adam/Adam
 schedule, gradient clipping, optional EMA of the weights.
 
 Outputs: ``checkpoints/step_XXXXXXX.pt`` on the run's log-spaced schedule, ``manifest.json`` (step -> file ->
-sha256, parameter count, which weights the analyses read) and ``metrics.csv`` (step, training loss, training
-wall-clock seconds excluding checkpoint I/O, examples/s, device).
+sha256, parameter count, which weights the analyses read, the run's ``status``, bytes of checkpoints) and
+``metrics.csv`` (step, training loss, training wall-clock seconds excluding checkpoint I/O, examples/s, device).
+
+Divergence is an outcome, not a crash. The run diverges at step s when the training loss of step s (averaged over
+ranks) is NaN or Inf, or when the weights after step s, about to be checkpointed, are not all finite. Training
+stops; the checkpoints of weights that gave finite losses are kept (a checkpoint of step s - 1, the weights whose
+loss was non-finite, is dropped: it would put NaN into every analysis), the manifest says ``status: "diverged"``
+with ``diverged_at_step`` and ``status_reason``, metrics.csv holds the intervals logged before (the unfinished one
+included), and the job exits 0 so the analyses run on the checkpoints that exist (none when step 1 diverges). A run
+that reaches its last step has ``status: "finished"``. Any other exception fails the job (state kept for resuming).
 
 Data parallel: launched by ``torchrun`` (``training.processes`` > 1), each process trains on its shard of every
 global batch and rank 0 writes everything; see :mod:`eqdyn.training.distributed`.
 
-Resumable: state is kept in ``--state`` (outside the declared outputs, which Snakemake deletes when a job fails),
-under a key hashing the run config, the training data and the package source; an interrupted run continues from its
-last saved state, a changed run starts fresh.
+Resumable: state (weights, optimizer, generators, metrics, checkpoints so far) is kept in ``--state/<key>``, outside
+the declared outputs, which Snakemake deletes when a job fails or is forced to rerun. The key hashes the run config,
+the train split file and the files ``python -m eqdyn.training.train`` runs (its transitive ``eqdyn`` imports, from
+:func:`eqdyn.workflow_support.code_inputs`: the same files the ``train`` rule declares as its code input), not the
+whole package: a comment in a figure module keeps an interrupted run's progress. State exists only while a
+run is incomplete: an interrupted run (killed, failed) resumes from its last saved state when the key matches; a
+run that completed (finished or diverged) hard-links its checkpoints into the outputs, marks its state complete
+and removes it, so a later ``--forcerun`` (outputs deleted, job rerun on purpose) finds no state and trains from
+step 0, and no checkpoint is stored twice. A state of another key, or one marked complete (a crash between the
+mark and the removal), is deleted rather than resumed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import shutil
@@ -42,21 +59,24 @@ from eqdyn.molecules import MoleculeDataset
 from eqdyn.symmetry.rotations import haar_rotations
 from eqdyn.tasks import GeneratorNoise, Task, build_task
 from eqdyn.training.distributed import ProcessGroup
+from eqdyn.workflow_support.code_inputs import code_inputs
 
+logger = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+TRAINER_MODULE = "eqdyn.training.train"
 METRIC_COLUMNS = ("step", "train_loss", "learning_rate", "wall_seconds", "examples_per_second", "device")
+# a file in a state directory that says the run completed: such a state is never resumed
+COMPLETE_MARKER = "complete"
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss becomes NaN or Inf; the message names the step."""
-
-
-def code_version() -> str:
-    """Hash of the package's source: resumable state from other code is not reused."""
+def code_version(package_dir: Path = PACKAGE_DIR) -> str:
+    """SHA-256 over the paths and contents of the package files the trainer runs: resumable state from other
+    training code is not reused, while an edit elsewhere in the package (a figure, an analysis) keeps it."""
+    root, src = package_dir.parent.parent, package_dir.parent.name
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
-        digest.update(str(path.relative_to(PACKAGE_DIR)).encode())
-        digest.update(path.read_bytes())
+    for relative in code_inputs(TRAINER_MODULE, root=root, src=src):
+        digest.update(relative.encode() + b"\0")
+        digest.update((root / relative).read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -106,6 +126,9 @@ class TrainingState:
     pending_losses: list[float] = field(default_factory=list)
     interval_start: int = 0
     interval_seconds: float = 0.0
+    status: str = "running"  # "running" | "finished" | "diverged"
+    status_reason: str | None = None
+    diverged_at_step: int | None = None
 
 
 class Trainer:
@@ -153,9 +176,10 @@ class Trainer:
         self.state = TrainingState()
         key = sha256_json({"run": run, "data": sha256_file(train_path), "code": code_version()})[:16]
         self.state_dir = state_dir / key
-        if state_dir.exists() and self.group.is_main:  # states of other configs or code are stale: start fresh
+        if state_dir.exists() and self.group.is_main:
+            # states of other configs, data or code are stale, and a completed run's state is never resumed
             for stale in state_dir.iterdir():
-                if stale.name != key:
+                if stale.name != key or (stale / COMPLETE_MARKER).exists():
                     shutil.rmtree(stale, ignore_errors=True)
         self.state_dir.mkdir(parents=True, exist_ok=True)
 
@@ -180,7 +204,7 @@ class Trainer:
         )
 
     def try_resume(self) -> bool:
-        if not self.state_file.exists():
+        if not self.state_file.exists() or (self.state_dir / COMPLETE_MARKER).exists():
             return False
         saved = torch.load(self.state_file, map_location=self.device, weights_only=False)
         self.model.load_state_dict(saved["model"])
@@ -224,26 +248,73 @@ class Trainer:
                 else:
                     self.ema[name].copy_(value)
 
+    def remove_state(self) -> None:
+        """After a completed run's outputs are written: mark its state complete, then delete it."""
+        if not self.group.is_main:
+            return
+        (self.state_dir / COMPLETE_MARKER).touch()  # if the removal is cut short, the rest is still never resumed
+        shutil.rmtree(self.state_dir)
+        with contextlib.suppress(OSError):  # other runs' or the user's files: leave the directory
+            self.state_dir.parent.rmdir()
+
     # -- checkpoints -------------------------------------------------------------------------------------------
+    def analysed_weights(self) -> dict[str, torch.Tensor]:
+        return self.ema if self.ema is not None else self.model.state_dict()
+
+    def weights_finite(self) -> bool:
+        """Whether every floating-point analysed weight is finite, agreed over ranks."""
+        weights = self.analysed_weights().values()
+        checks = [torch.isfinite(value).all() for value in weights if value.is_floating_point()]
+        flag = torch.stack(checks).all().float() if checks else torch.ones((), device=self.device)
+        return bool(self.group.mean(flag) == 1.0)  # one device sync
+
     def write_checkpoint(self, step: int) -> None:
         if not self.group.is_main:
             return
         path = self.state_dir / "checkpoints" / f"step_{step:07d}.pt"
-        weights = self.ema if self.ema is not None else self.model.state_dict()
-        save_torch(path, {"step": step, "weights": weights, "run": self.run["name"]})
+        save_torch(path, {"step": step, "weights": self.analysed_weights(), "run": self.run["name"]})
         self.state.checkpoints.append(
             {"step": step, "file": path.name, "sha256": sha256_file(path), "wall_seconds": self.state.wall_seconds}
         )
 
+    def drop_last_checkpoint(self) -> None:
+        entry = self.state.checkpoints.pop()
+        if self.group.is_main:
+            (self.state_dir / "checkpoints" / entry["file"]).unlink(missing_ok=True)
+
     # -- the loop ----------------------------------------------------------------------------------------------
+    def diverge(self, step: int, reason: str) -> None:
+        """Stop as diverged at ``step``: log the unfinished interval's finite losses, record the step and reason."""
+        state = self.state
+        if state.pending_losses:
+            examples = (state.step - state.interval_start) * self.settings["batch_size"]
+            seconds = state.interval_seconds
+            state.metrics.append({
+                "step": state.step,
+                "train_loss": float(np.mean(state.pending_losses)),
+                "learning_rate": self.settings["learning_rate"] * learning_rate_factor(
+                    state.step - 1, self.settings["steps"], self.settings["warmup_steps"], self.settings["schedule"]
+                ),
+                "wall_seconds": state.wall_seconds,
+                "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
+                "device": device_name(self.device),
+            })  # fmt: skip
+            state.pending_losses, state.interval_start, state.interval_seconds = [], state.step, 0.0
+        state.status, state.status_reason, state.diverged_at_step = "diverged", reason, step
+        if self.group.is_main:
+            logger.warning("run %s diverged: %s", self.run["name"], reason)
+
     def train(self, stop_at_step: int | None = None) -> bool:
-        """Train to the last step; return False if stopped early at ``stop_at_step`` (to test resumption)."""
+        """Train to the last step or until divergence (``state.status`` says which); return False if stopped early
+        at ``stop_at_step`` (fault injection, to test resumption)."""
         total = self.settings["steps"]
         schedule = set(self.run["checkpoint_steps"])
-        if self.state.step == 0 and not self.state.checkpoints and 0 in schedule:
+        state = self.state
+        if state.status == "diverged":  # resumed from the state a diverged run saved before its outputs
+            return True
+        if state.step == 0 and not state.checkpoints and 0 in schedule:
             self.write_checkpoint(0)
         self.model.train()
-        state = self.state
         while self.state.step < total:
             step = self.state.step
             factor = learning_rate_factor(step, total, self.settings["warmup_steps"], self.settings["schedule"])
@@ -253,9 +324,12 @@ class Trainer:
             loss = self.training_loss()
             global_loss = self.group.mean(loss.detach())  # every rank takes the same decisions from it
             if not torch.isfinite(global_loss):
-                raise NonFiniteLossError(
-                    f"run {self.run['name']}: training loss is {global_loss.item()} at step {step + 1}"
-                )
+                reason = f"training loss is {global_loss.item()} at step {step + 1}"
+                if self.state.checkpoints and self.state.checkpoints[-1]["step"] == step:
+                    self.drop_last_checkpoint()  # the weights that gave this loss
+                    reason += f" (the checkpoint of step {step}, whose weights give that loss, is dropped)"
+                self.diverge(step + 1, reason)
+                return True
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.settings["grad_clip"] is not None:
@@ -285,19 +359,26 @@ class Trainer:
                     print(f"step {step}/{total} loss {loss_text} ({state.wall_seconds:.1f} s)", flush=True)
                 state.pending_losses, state.interval_start, state.interval_seconds = [], step, 0.0
             if step in schedule:
+                if not self.weights_finite():  # a checkpoint of NaN weights would poison every analysis
+                    self.diverge(step, f"weights are not finite after step {step} (checkpoint not written)")
+                    return True
                 self.write_checkpoint(step)
             if step % self.settings["state_every"] == 0 or step in schedule or step == total:
                 self.save_state()
             if stop_at_step is not None and step >= stop_at_step and step < total:
                 return False
+        state.status = "finished"
         return True
 
     def export(self, out_dir: Path) -> None:
-        """Copy the checkpoints and write the manifest and metrics into the run's declared outputs."""
+        """Hard-link (or copy) the checkpoints and write the manifest and metrics into the run's declared outputs."""
         checkpoint_dir = out_dir / "checkpoints"
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint_bytes = 0
         for entry in self.state.checkpoints:
-            shutil.copy2(self.state_dir / "checkpoints" / entry["file"], checkpoint_dir / entry["file"])
+            target = checkpoint_dir / entry["file"]
+            link_or_copy(self.state_dir / "checkpoints" / entry["file"], target)
+            checkpoint_bytes += target.stat().st_size
         with atomic_path(out_dir / "metrics.csv") as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
             writer.writeheader()
@@ -313,8 +394,22 @@ class Trainer:
             "analysed_weights": "ema" if self.ema is not None else "raw",
             "device": device_name(self.device),
             "training_wall_seconds": self.state.wall_seconds,
+            "status": self.state.status,
+            "status_reason": self.state.status_reason,
+            "diverged_at_step": self.state.diverged_at_step,
+            "steps_trained": self.state.step,
+            "checkpoint_bytes": checkpoint_bytes,
             "checkpoints": [{**entry, "file": f"checkpoints/{entry['file']}"} for entry in self.state.checkpoints],
         })  # fmt: skip
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows one (no second copy on disk), else a copy."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def save_torch(path: Path, obj: Any) -> None:
@@ -339,6 +434,8 @@ def load_checkpoint(run: dict[str, Any], path: str | Path, device: str | torch.d
 def run_training(
     run_path: Path, train_path: Path, out_dir: Path, state_dir: Path, stop_at_step: int | None = None
 ) -> bool:
+    """Train (or resume) one run; True when its outputs were written (finished or diverged), False when stopped at
+    ``stop_at_step``."""
     run = json.loads(Path(run_path).read_text())
     torch.set_num_threads(run["training"]["threads"])
     group = ProcessGroup.from_environment()
@@ -363,8 +460,11 @@ def run_training(
                 flush=True,
             )
         finished = trainer.train(stop_at_step=stop_at_step)
+        if finished and trainer.state.status == "diverged":
+            trainer.save_state()  # a crash while writing the outputs resumes into the same outcome
         if finished and group.is_main:
             trainer.export(Path(out_dir))
+            trainer.remove_state()
         group.barrier()
     finally:
         group.stop()
@@ -384,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         help="fault injection for tests: save state and stop at this step, as an interruption would",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     finished = run_training(args.run, args.train, args.out, args.state, args.stop_at_step)
     return 0 if finished else 3
 

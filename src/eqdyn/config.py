@@ -14,6 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from eqdyn.data.user_molecules import source_problem  # standard library only
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -52,8 +54,14 @@ def validate_config(config: dict[str, Any], source: str = "<config>", schema: di
         lines = []
         for error in errors:
             key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-            lines.append(f"  {key}: {error.message}")
+            # anyOf/oneOf say only "not valid under any of the given schemas": add why each alternative failed.
+            reasons = sorted({sub.message for sub in error.context or []})
+            lines.append(f"  {key}: {error.message}" + (f" ({'; '.join(reasons)})" if reasons else ""))
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines))
+    # Checks the schema cannot express, that must fail before any job (or download) starts.
+    problem = source_problem(resolved.get("data", {}).get("source"))
+    if problem:
+        raise ConfigError(f"{source}: invalid configuration\n  data.source: {problem}")
     return resolved
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eqdyn.config import ConfigError, validate_config
-from eqdyn.data.common import DataConfigError, check_data_config
+from eqdyn.config import REPO_ROOT, ConfigError, validate_config
+from eqdyn.data.common import SKIP_REASONS, DataConfigError, check_data_config
 from eqdyn.data.conformers import process_molecules
-from eqdyn.data.datasets import SPLITS, TASKS, build, content_sha256, skipped_summary, split_molecules
+from eqdyn.data.datasets import (
+    SPLITS,
+    TASKS,
+    SplitTooSmall,
+    build,
+    check_splits,
+    content_sha256,
+    skipped_summary,
+    split_molecules,
+)
 from eqdyn.data.labels import label_shard
 from eqdyn.testing import copy_workflow, snakemake_executable
 
@@ -108,11 +120,98 @@ def test_content_hash_is_deterministic_and_sensitive(shards: tuple) -> None:
     assert content_sha256(changed) != content_sha256(arrays)
 
 
-def test_split_needs_molecules_in_every_split() -> None:
-    with pytest.raises(DataConfigError, match=r"data\.split\.val"):
-        split_molecules(np.arange(3), {"train": 0.8, "val": 0.1, "test": 0.1}, seed=0)
+def test_split_sizes_follow_the_fractions() -> None:
     split = split_molecules(np.arange(100), {"train": 0.5, "val": 0.25, "test": 0.25}, seed=0)
     assert [len(split[name]) for name in SPLITS] == [50, 25, 25]
+    assert len(np.unique(np.concatenate(list(split.values())))) == 100
+
+
+def constructed_datasets(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Per task and split, ``counts`` molecules with one example each (only molecule_id matters to the check)."""
+    out: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for task, per_split in counts.items():
+        start = 0
+        out[task] = {}
+        for name in SPLITS:
+            out[task][name] = {"molecule_id": np.arange(start, start + per_split[name])}
+            start += per_split[name]
+    return out
+
+
+def constructed_summary(attempted: int, skipped: dict[str, int], duplicates: int = 0) -> dict[str, Any]:
+    by_reason = {reason: skipped.get(reason, 0) for reason in SKIP_REASONS}
+    kept = attempted - sum(by_reason.values())
+    return {"total_attempted": attempted, "total_kept": kept, "skipped_by_reason": by_reason,
+            "duplicates_removed": duplicates}  # fmt: skip
+
+
+def test_split_check_names_task_split_counts_and_the_real_cause(data_config: dict[str, Any]) -> None:
+    ok = {"train": 18, "val": 2, "test": 3}
+    summary = constructed_summary(400, {"disallowed_element": 300, "too_large": 77})
+    skipped = pd.DataFrame(
+        {"reason": ["disallowed_element"] * 2 + ["too_large"], "detail": ["Br", "I,S", "31 heavy atoms > 9"]}
+    )
+    fit = {"molecules_dropped": 22, "max_radius_angstrom": 4.8}
+    datasets = constructed_datasets({"flow_matching": ok, "voxel_denoising": {"train": 1, "val": 0, "test": 0}})
+    with pytest.raises(SplitTooSmall) as error:
+        check_splits(datasets, data_config, summary, skipped, fit)
+    message = str(error.value)
+    assert "voxel_denoising: the test split has 0 examples, at least 2 needed" in message
+    assert "voxel_denoising: the val split has 0 examples" in message
+    assert "train 1 molecules/1 examples, val 0 molecules/0 examples, test 0 molecules/0 examples" in message
+    assert "flow_matching" not in message  # its splits are fine
+    assert "300 disallowed_element (Br, I, S: add them to data.elements" in message
+    assert "77 too_large (> data.max_heavy_atoms = 9, up to 31 heavy atoms: raise it)" in message
+    assert "22 outside the voxel ball (radius 4.8 Å" in message
+    assert "the filters above removed most molecules" in message
+    assert "few molecules were lost: raise data.max_molecules" not in message  # the cause is the filters
+
+    # Few losses: now more molecules are the remedy.
+    few_lost = constructed_summary(5, {"parse_failed": 1})
+    small = constructed_datasets({"flow_matching": {"train": 3, "val": 1, "test": 0}})
+    with pytest.raises(SplitTooSmall, match=r"few molecules were lost: raise data\.max_molecules") as error:
+        check_splits(small, data_config, few_lost, skipped.iloc[:0], None)
+    assert "flow_matching: the test split has 0 examples" in str(error.value)
+
+
+def test_split_check_passes_big_enough_splits_and_respects_the_settings(data_config: dict[str, Any]) -> None:
+    summary = constructed_summary(30, {})
+    no_skips = pd.DataFrame({"reason": [], "detail": []})
+    check_splits(constructed_datasets({"force_field": {"train": 20, "val": 1, "test": 2}}), data_config, summary,
+                 no_skips, None)  # fmt: skip
+    without_val = constructed_datasets({"force_field": {"train": 20, "val": 0, "test": 2}})
+    with pytest.raises(SplitTooSmall, match="the val split has 0 examples"):
+        check_splits(without_val, data_config, summary, no_skips, None)
+    data_config["split"].update(train=0.9, val=0.0, test=0.1)
+    check_splits(without_val, data_config, summary, no_skips, None)  # no val split asked for
+    data_config["min_test_examples"] = 3
+    with pytest.raises(SplitTooSmall, match=r"test split has 2 examples, at least 3 needed \(data\.min_test"):
+        check_splits(without_val, data_config, summary, no_skips, None)
+    with pytest.raises(SplitTooSmall, match="the train split has 0 molecules"):
+        check_splits(constructed_datasets({"force_field": {"train": 0, "val": 0, "test": 5}}), data_config,
+                     summary, no_skips, None)  # fmt: skip
+
+
+def test_drug_like_molecules_emptied_by_the_voxel_filter_stop_the_data_stage(
+    tmp_path: Path,
+    data_stage: Callable[[dict[str, Any], Path], Path],
+    study_data_config: Callable[[dict[str, Any]], dict[str, Any]],
+) -> None:
+    """Issue case 1: WEHI drug-like molecules, up to 30 heavy atoms, S and Cl allowed, the test study's voxel grid."""
+    config = study_data_config(
+        {"source": "wehi", "max_heavy_atoms": 30, "elements": ["H", "C", "N", "O", "F", "S", "Cl"]}
+    )
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit) as error:
+        data_stage(config, results)
+    message = str(error.value)
+    assert "voxel_denoising: the test split has 0 examples" in message
+    assert "outside the voxel ball" in message and "disallowed_element" in message
+    assert "raise data.voxel.grid_size" in message and "the filters above removed most molecules" in message
+    # The summary survives: written before the check, and kept in the log folder (Snakemake keeps logs of failed jobs).
+    kept_copy = json.loads((results / "logs" / "data" / "skipped_summary.json").read_text())
+    assert kept_copy["total_attempted"] == 24 and kept_copy["skipped_by_reason"]["disallowed_element"] > 0
+    assert not (results / "datasets" / "voxel_denoising" / "test.npz").exists()  # nothing half-written
 
 
 def test_skipped_bookkeeping_must_add_up() -> None:
@@ -139,15 +238,26 @@ def test_wrong_data_key_names_the_key() -> None:
 
 
 @pytest.mark.slow
-def test_data_stage_end_to_end_with_snakemake(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["qm9", "smiles_file"])
+def test_data_stage_end_to_end_with_snakemake(tmp_path: Path, source: str) -> None:
     copy_workflow(tmp_path)  # so the run neither clobbers nor locks the repository's working directory
     command = [snakemake_executable(), "data_datasets", "--cores", "2", "--configfile", "config/test.yaml"]
-    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    attempted = 24
+    if source == "smiles_file":  # the test study on the SMILES file shipped in tests/
+        (tmp_path / "tests" / "data").mkdir(parents=True)
+        shutil.copy(REPO_ROOT / "tests" / "data" / "molecules.smi", tmp_path / "tests" / "data")
+        override = {"data": {"source": {"smiles_file": "tests/data/molecules.smi"}, "max_molecules": 100}}
+        (tmp_path / "mine.yaml").write_text(json.dumps(override))
+        command.append("mine.yaml")
+        attempted = 33
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path / "src")}  # jobs must import the copy's code
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=environment)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = tmp_path / "results" / "test"
     summary = json.loads((results / "data" / "skipped_summary.json").read_text())
-    assert summary["total_attempted"] == 24
-    assert summary["total_kept"] + summary["total_skipped"] == 24
+    assert summary["total_attempted"] == attempted
+    assert summary["total_kept"] + summary["total_skipped"] == attempted
+    assert summary["duplicates_removed"] == (1 if source == "smiles_file" else 0)
     for task in TASKS:
         manifest = json.loads((results / "datasets" / task / "manifest.json").read_text())
         for name in SPLITS:

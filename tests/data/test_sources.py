@@ -45,15 +45,16 @@ def test_wehi_and_moses_files_are_found_without_importing_the_packages() -> None
 
 
 def test_subset_is_seeded_nested_and_numbered() -> None:
-    table = pd.DataFrame({"source_id": [str(i) for i in range(1000)], "smiles": ["C"] * 1000})
-    small = draw_subset(table, "toy", 50, seed=3)
-    large = draw_subset(table, "toy", 200, seed=3)
+    smiles = [f"[{i + 1}CH4]" for i in range(1000)]  # 1000 distinct molecules (isotope labels)
+    table = pd.DataFrame({"source_id": [str(i) for i in range(1000)], "smiles": smiles})
+    small = draw_subset(table, "toy", 50, seed=3).molecules
+    large = draw_subset(table, "toy", 200, seed=3).molecules
     assert small["molecule_id"].tolist() == list(range(50))
     assert small["source_id"].tolist() == large["source_id"].iloc[:50].tolist()  # nested: same ids
-    assert draw_subset(table, "toy", 50, seed=3).equals(small)
-    assert not draw_subset(table, "toy", 50, seed=4)["source_id"].equals(small["source_id"])
+    assert draw_subset(table, "toy", 50, seed=3).molecules.equals(small)
+    assert not draw_subset(table, "toy", 50, seed=4).molecules["source_id"].equals(small["source_id"])
     assert small["source_id"].is_unique
-    assert len(draw_subset(table, "toy", 5000, seed=3)) == 1000
+    assert len(draw_subset(table, "toy", 5000, seed=3).molecules) == 1000
 
 
 def write_uncharacterized(path: Path, indices: list[int]) -> None:

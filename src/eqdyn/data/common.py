@@ -23,6 +23,8 @@ from eqdyn.io import atomic_open
 # Skip reasons, one per molecule. Keep these names stable: they are the keys of skipped_summary.json.
 PARSE_FAILED = "parse_failed"
 MULTIPLE_FRAGMENTS = "multiple_fragments"
+CHARGED = "charged"
+RADICAL = "radical"
 DISALLOWED_ELEMENT = "disallowed_element"
 TOO_LARGE = "too_large"
 EMBED_FAILED = "embed_failed"
@@ -32,6 +34,8 @@ LABELER_FAILED = "labeler_failed"
 SKIP_REASONS = (
     PARSE_FAILED,
     MULTIPLE_FRAGMENTS,
+    CHARGED,
+    RADICAL,
     DISALLOWED_ELEMENT,
     TOO_LARGE,
     EMBED_FAILED,
@@ -109,7 +113,27 @@ class Skip:
     detail: str = ""
 
 
-def prepare_molecule(smiles: str, allowed_elements: Sequence[str], max_heavy_atoms: int) -> Chem.Mol | Skip:
+def net_charge(mol: Chem.Mol) -> int:
+    return int(Chem.GetFormalCharge(mol))
+
+
+def radical_electrons(mol: Chem.Mol) -> int:
+    return int(sum(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()))
+
+
+def canonical_smiles(smiles: str) -> str | None:
+    """RDKit's canonical isomeric SMILES, or None if the SMILES does not parse (the duplicate key of a molecule)."""
+    mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles else None
+    return Chem.MolToSmiles(mol) if mol is not None else None
+
+
+def prepare_molecule(
+    smiles: str,
+    allowed_elements: Sequence[str],
+    max_heavy_atoms: int,
+    keep_charged: bool = False,
+    keep_radicals: bool = False,
+) -> Chem.Mol | Skip:
     """Parse, filter and add explicit hydrogens; return the molecule or the reason it is skipped."""
     mol = Chem.MolFromSmiles(smiles) if isinstance(smiles, str) and smiles else None
     if mol is None:
@@ -117,6 +141,12 @@ def prepare_molecule(smiles: str, allowed_elements: Sequence[str], max_heavy_ato
     fragments = len(Chem.GetMolFrags(mol))
     if fragments > 1:
         return Skip(MULTIPLE_FRAGMENTS, f"{fragments} fragments")
+    charge = net_charge(mol)
+    if charge and not keep_charged:
+        return Skip(CHARGED, f"net formal charge {charge:+d} (data.charged_molecules: skip)")
+    unpaired = radical_electrons(mol)
+    if unpaired and not keep_radicals:
+        return Skip(RADICAL, f"{unpaired} radical electrons (data.radicals: skip)")
     mol = Chem.AddHs(mol)
     disallowed = sorted({atom.GetSymbol() for atom in mol.GetAtoms()} - set(allowed_elements))
     if disallowed:
@@ -125,6 +155,17 @@ def prepare_molecule(smiles: str, allowed_elements: Sequence[str], max_heavy_ato
     if heavy > max_heavy_atoms:
         return Skip(TOO_LARGE, f"{heavy} heavy atoms > {max_heavy_atoms}")
     return mol
+
+
+def prepare_configured(smiles: str, config: dict[str, Any]) -> Chem.Mol | Skip:
+    """:func:`prepare_molecule` with the stage config's filters (every step must use the same ones)."""
+    return prepare_molecule(
+        smiles,
+        config["elements"],
+        config["max_heavy_atoms"],
+        keep_charged=config.get("charged_molecules", "skip") == "keep",
+        keep_radicals=config.get("radicals", "skip") == "keep",
+    )
 
 
 def bond_table(mol: Chem.Mol) -> np.ndarray:

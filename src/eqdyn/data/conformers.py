@@ -38,7 +38,7 @@ from eqdyn.data.common import (
     log,
     molecule_atomic_numbers,
     pad_stack,
-    prepare_molecule,
+    prepare_configured,
     quiet_rdkit,
     write_skipped_csv,
 )
@@ -126,7 +126,7 @@ def process_molecules(molecules: pd.DataFrame, config: dict, progress_every: int
     for position, (molecule_id, smiles) in enumerate(zip(molecules["molecule_id"], molecules["smiles"], strict=True)):
         molecule_id = int(molecule_id)
         result.attempted += 1
-        outcome: Chem.Mol | Conformers | Skip = prepare_molecule(smiles, config["elements"], config["max_heavy_atoms"])
+        outcome: Chem.Mol | Conformers | Skip = prepare_configured(smiles, config)
         if not isinstance(outcome, Skip):
             mol = outcome
             seed = derive_seed(config["seed"], "conformers", molecule_id)

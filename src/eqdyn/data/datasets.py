@@ -31,17 +31,25 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
-from eqdyn.data.acquire import read_molecules
+from eqdyn.data.acquire import read_duplicates, read_molecules
 from eqdyn.data.common import (
+    CHARGED,
     CONFORMER_STRIDE,
+    DISALLOWED_ELEMENT,
     MOLECULE_STRIDE,
+    PARSE_FAILED,
+    RADICAL,
     SKIP_REASONS,
     SKIPPED_COLUMNS,
+    TOO_LARGE,
     DataConfigError,
     derive_seed,
     example_id,
     load_data_config,
     log,
+    net_charge,
+    quiet_rdkit,
+    radical_electrons,
 )
 from eqdyn.data.labels import ENERGY_UNIT, FORCE_UNIT
 from eqdyn.io import atomic_open, save_npz, sha256_file, write_json
@@ -77,20 +85,121 @@ def gather(shards: list[dict[str, np.ndarray]], padded: dict[str, float | int], 
 
 
 def split_molecules(molecule_ids: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
-    """Disjoint, seeded split of molecule ids; raises if a split with a positive fraction ends up empty."""
+    """Disjoint, seeded split of molecule ids (sizes are checked per task by :func:`check_splits`)."""
     ids = np.sort(np.unique(molecule_ids))
     order = np.random.default_rng(derive_seed(seed, "split", 0)).permutation(len(ids))
     n_train = round(fractions["train"] * len(ids))
     n_val = round(fractions["val"] * len(ids))
     bounds = {"train": (0, n_train), "val": (n_train, n_train + n_val), "test": (n_train + n_val, len(ids))}
-    split = {name: np.sort(ids[order[start:stop]]) for name, (start, stop) in bounds.items()}
-    for name in SPLITS:
-        if fractions[name] > 0 and len(split[name]) == 0:
-            raise DataConfigError(
-                f"data.split.{name}: {len(ids)} usable molecules leave the {name} split empty; "
-                "raise data.max_molecules or the fraction"
-            )
-    return split
+    return {name: np.sort(ids[order[start:stop]]) for name, (start, stop) in bounds.items()}
+
+
+class SplitTooSmall(DataConfigError):
+    """A task's split below what training or the held-out evaluation needs; the message names task, split, cause."""
+
+
+def split_minimums(config: dict[str, Any]) -> dict[str, tuple[int, str, str]]:
+    """Per split: (minimum count, unit, why)."""
+    minimums = {
+        "train": (1, "molecules", "training needs a molecule"),
+        "test": (
+            config.get("min_test_examples", 2),
+            "examples",
+            "data.min_test_examples: the held-out evaluation reports standard errors over test examples",
+        ),
+    }
+    if config["split"]["val"] > 0:
+        minimums["val"] = (1, "examples", "data.split.val > 0 asks for a validation split")
+    return minimums
+
+
+def _skip_advice(reason: str, count: int, skipped: pd.DataFrame, config: dict[str, Any]) -> str:
+    details = skipped.loc[skipped["reason"] == reason, "detail"].astype(str)
+    if reason == DISALLOWED_ELEMENT:
+        found = sorted({symbol for detail in details for symbol in detail.split(",") if symbol})
+        return f"{count} disallowed_element ({', '.join(found)}: add them to data.elements if MMFF94 covers them)"
+    if reason == TOO_LARGE:
+        sizes = [int(detail.split()[0]) for detail in details if detail.split() and detail.split()[0].isdigit()]
+        largest = f", up to {max(sizes)} heavy atoms" if sizes else ""
+        return f"{count} too_large (> data.max_heavy_atoms = {config['max_heavy_atoms']}{largest}: raise it)"
+    if reason == CHARGED:
+        return f"{count} charged (set data.charged_molecules: keep to keep them)"
+    if reason == RADICAL:
+        return f"{count} radical (set data.radicals: keep to keep them)"
+    if reason == PARSE_FAILED:
+        return f"{count} parse_failed (SMILES RDKit cannot read; see data/skipped.csv)"
+    return f"{count} {reason} (see data/skipped.csv)"
+
+
+def describe_losses(
+    config: dict[str, Any], summary: dict[str, Any], skipped: pd.DataFrame, voxel_fit: dict[str, Any] | None
+) -> tuple[str, bool]:
+    """Where the molecules went (largest losses first, each with its remedy), and whether losses dominate."""
+    drawn = summary["total_attempted"] + summary.get("duplicates_removed", 0)
+    losses = [
+        (count, _skip_advice(reason, count, skipped, config))
+        for reason, count in summary["skipped_by_reason"].items()
+        if count
+    ]
+    if summary.get("duplicates_removed"):
+        count = summary["duplicates_removed"]
+        losses.append((count, f"{count} duplicates (same canonical SMILES as a molecule already drawn)"))
+    if voxel_fit is not None and voxel_fit["molecules_dropped"]:
+        count = voxel_fit["molecules_dropped"]
+        losses.append((
+            count,
+            f"{count} outside the voxel ball (radius {voxel_fit['max_radius_angstrom']:g} Å = grid_size * "
+            "resolution / 2 - 2 atom_sigma: raise data.voxel.grid_size or data.voxel.resolution_angstrom)",
+        ))  # fmt: skip
+    losses.sort(key=lambda loss: -loss[0])
+    lost = sum(count for count, _ in losses)
+    text = "; ".join(advice for _, advice in losses[:4]) if losses else "none"
+    return f"{drawn} molecules drawn, {lost} lost: {text}", lost * 2 > max(drawn, 1)
+
+
+def check_splits(
+    datasets: dict[str, dict[str, dict[str, np.ndarray]]],
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    skipped: pd.DataFrame,
+    voxel_fit: dict[str, Any] | None,
+) -> None:
+    """Fail if any task's split is empty or below what training and the evaluation need, saying why and what to do."""
+    minimums = split_minimums(config)
+    problems = []
+    for task, splits in datasets.items():
+        counts = {
+            name: {"molecules": len(np.unique(arrays["molecule_id"])), "examples": len(arrays["molecule_id"])}
+            for name, arrays in splits.items()
+        }
+        for name, (minimum, unit, why) in minimums.items():
+            if counts[name][unit] < minimum:
+                table = ", ".join(
+                    f"{split} {c['molecules']} molecules/{c['examples']} examples" for split, c in counts.items()
+                )
+                problems.append(
+                    (task, f"{task}: the {name} split has {counts[name][unit]} {unit}, at least {minimum} needed "
+                     f"({why}); {table}")
+                )  # fmt: skip
+    if not problems:
+        return
+    task_losses = {}
+    for task in sorted({task for task, _ in problems}):
+        fit = voxel_fit if task == "voxel_denoising" else None
+        task_losses[task] = describe_losses(config, summary, skipped, fit)
+    dominated = any(dominant for _, dominant in task_losses.values())
+    if dominated:
+        remedy = "the filters above removed most molecules: change them (raising data.max_molecules draws more of "
+        remedy += "the same kind)"
+    else:
+        remedy = "few molecules were lost: raise data.max_molecules (or the split's fraction in data.split)"
+    lines = [problem for _, problem in problems]
+    lines += [f"{task}: {losses}" for task, (losses, _) in task_losses.items()]
+    raise SplitTooSmall(
+        "data stage stopped: a split is too small.\n  " + "\n  ".join(lines) + f"\n  What to do: {remedy}. "
+        "The skip summary is in data/skipped_summary.json (also kept as logs/data/skipped_summary.json) and "
+        "data/skipped.csv lists every skipped molecule."
+    )
 
 
 def centred(positions: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -264,6 +373,19 @@ def build(
     return datasets, extras
 
 
+def kept_charge_counts(molecules: pd.DataFrame, kept_ids: np.ndarray) -> dict[str, int]:
+    """Kept molecules with a net charge / with radical electrons (non-zero only if the config keeps them)."""
+    quiet_rdkit()
+    charged = radicals = 0
+    for smiles in molecules.loc[molecules["molecule_id"].isin(kept_ids), "smiles"]:
+        mol = Chem.MolFromSmiles(smiles)
+        if mol is None:
+            continue
+        charged += net_charge(mol) != 0
+        radicals += radical_electrons(mol) > 0
+    return {"kept_charged": int(charged), "kept_radicals": int(radicals)}
+
+
 def skipped_summary(conformer_shards: list[dict], skipped: pd.DataFrame, kept: int, molecules: int) -> dict:
     attempted = int(sum(int(shard["molecules_attempted"]) for shard in conformer_shards))
     by_reason = {reason: int((skipped["reason"] == reason).sum()) for reason in SKIP_REASONS}
@@ -298,25 +420,56 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--upstream-provenance", nargs="*", default=[], type=Path)
     parser.add_argument("--out-dir", required=True, type=Path, help="datasets folder (results/<study>/datasets)")
     parser.add_argument("--data-dir", required=True, type=Path, help="for skipped.csv and skipped_summary.json")
+    parser.add_argument("--duplicates", type=Path, help="duplicates.csv of the acquisition step")
+    parser.add_argument(
+        "--summary-log", type=Path, help="copy of skipped_summary.json outside the declared outputs (kept on failure)"
+    )
     args = parser.parse_args(argv)
 
     config = load_data_config(args.config)
     molecules = read_molecules(args.molecules)
+    duplicates = read_duplicates(args.duplicates) if args.duplicates else pd.DataFrame()
     conformer_shards = [load_npz(path) for path in args.conformers]
     label_shards = [load_npz(path) for path in args.labels]
     skipped = pd.concat(
         [pd.read_csv(path, dtype={"smiles": str, "detail": str}, keep_default_na=False) for path in args.skipped],
         ignore_index=True,
     ).sort_values("molecule_id", kind="stable")
-    datasets, extras = build(config, molecules, conformer_shards, label_shards)
 
-    kept = len(np.unique(np.concatenate([s["molecule_id"] for s in label_shards])))
-    summary = skipped_summary(conformer_shards, skipped, kept, len(molecules))
+    # The skip summary is written before anything can fail on small splits: it is what explains such a failure.
+    kept_ids = np.unique(np.concatenate([s["molecule_id"] for s in label_shards]))
+    summary = skipped_summary(conformer_shards, skipped, len(kept_ids), len(molecules))
+    summary = {
+        **summary,
+        "duplicates_removed": len(duplicates),
+        "duplicates_unit": "further copies (same canonical SMILES) passed over while drawing; see data/duplicates.csv",
+        **kept_charge_counts(molecules, kept_ids),
+        "charged_molecules": config.get("charged_molecules", "skip"),
+        "radicals": config.get("radicals", "skip"),
+    }
     with atomic_open(args.data_dir / "skipped.csv") as handle:
         skipped[list(SKIPPED_COLUMNS)].to_csv(handle, index=False, lineterminator="\n")
     write_json(args.data_dir / "skipped_summary.json", summary)
-    log(f"molecules: {summary['total_attempted']} attempted, {kept} kept; skipped {summary['skipped_by_reason']}")
+    if args.summary_log:
+        write_json(args.summary_log, summary)
+    log(
+        f"molecules: {summary['total_attempted']} attempted, {len(kept_ids)} kept, {len(duplicates)} duplicates "
+        f"passed over; skipped {summary['skipped_by_reason']}"
+    )
 
+    if len(kept_ids) == 0:
+        losses, _ = describe_losses(config, summary, skipped, None)
+        raise SystemExit(f"data stage stopped: no molecule survived the data stage ({losses})")
+    datasets, extras = build(config, molecules, conformer_shards, label_shards)
+    try:
+        check_splits(datasets, config, summary, skipped, extras["voxel_denoising"]["fit"])
+    except SplitTooSmall as error:
+        raise SystemExit(str(error)) from None  # a message in the rule's log, not a traceback
+
+    molecule_counts = {
+        key: summary[key]
+        for key in ("duplicates_removed", "kept_charged", "kept_radicals", "charged_molecules", "radicals")
+    }
     sources = sorted(set(molecules["source"]))
     for task in TASKS:
         files = {}
@@ -333,6 +486,7 @@ def main(argv: list[str] | None = None) -> None:
             "task": task,
             "source": sources,
             **describe(datasets[task]),
+            "molecules": molecule_counts,
             "padding": {"n_max": extras[task]["n_max"], "e_max": extras[task]["e_max"]},
             "files": files,
             "arrays": {

@@ -38,7 +38,7 @@ from eqdyn.data.common import (
     log,
     molecule_atomic_numbers,
     pad_stack,
-    prepare_molecule,
+    prepare_configured,
     quiet_rdkit,
     write_skipped_csv,
 )
@@ -125,7 +125,7 @@ def label_shard(conformers: dict[str, np.ndarray], config: dict, progress_every:
     for done, molecule_id in enumerate(molecule_ids, start=1):
         rows = np.flatnonzero(conformers["molecule_id"] == molecule_id)
         smiles = str(conformers["smiles"][rows[0]])
-        mol = prepare_molecule(smiles, config["elements"], config["max_heavy_atoms"])
+        mol = prepare_configured(smiles, config)
         if isinstance(mol, Skip):
             raise RuntimeError(f"molecule {molecule_id} ({smiles}) passed the conformer step but now fails: {mol}")
         n_atoms = int(conformers["mask"][rows[0]].sum())

@@ -15,7 +15,11 @@ Download sources (see :mod:`eqdyn.data.download`) that are parsed into the same 
 - ``geom_drugs_download``: the SMILES keys of ``rdkit_folder/summary_drugs.json``, streamed out of the archive
   (source_id = position in that file); the GEOM conformers themselves are not used.
 
-``rmd17_download`` and ``spice_download`` are fetched and verified but not parsed (:class:`SourceNotTabular`).
+``rmd17_download`` and ``spice_download`` are fetched and verified but not parsed (:class:`SourceNotTabular`);
+config validation refuses them as a study's source, before any download.
+
+A user's own file, ``{smiles_file: path}`` (see :mod:`eqdyn.data.user_molecules`): source_id = the file's id
+column, or the line number.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from pathlib import Path
 
 import pandas as pd
 from rdkit import Chem
+
+from eqdyn.data.user_molecules import SMILES_FILE_KEY, read_smiles_file
 
 EMBEDDED_SOURCES = ("qm9", "wehi", "moses")
 TABULAR_DOWNLOAD_SOURCES = ("qm9_download", "geom_drugs_download")
@@ -128,8 +134,17 @@ def read_geom_summary(archive: str | os.PathLike[str], member_suffix: str = "sum
     raise FileNotFoundError(f"{archive}: no member ending in {member_suffix}")
 
 
-def read_source(source: str, download_dir: str | os.PathLike[str]) -> pd.DataFrame:
+def read_user_file(path: str | os.PathLike[str]) -> pd.DataFrame:
+    molecules = read_smiles_file(path)
+    return pd.DataFrame(
+        {"source_id": [m.source_id for m in molecules], "smiles": [m.smiles for m in molecules]}, dtype=str
+    )
+
+
+def read_source(source: str | dict[str, str], download_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The molecule table of any configured source (downloading and verifying first for *_download)."""
+    if isinstance(source, dict):
+        return read_user_file(source[SMILES_FILE_KEY])
     if source in EMBEDDED_SOURCES:
         return read_embedded(source)
     from eqdyn.data.download import fetch_source

@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from eqdyn.models.egnn import EquivariantFlowNet
+from eqdyn.models.nequip_ff import NequIPForceField
 from eqdyn.models.octahedral_unet import OctahedralUNet3D, TwirledUNet3D
 from eqdyn.models.painn import PaiNNForceField
 from eqdyn.models.transformer import FlowTransformer, ForceFieldTransformer
@@ -55,6 +56,13 @@ _PAINN_PRESETS: dict[str, dict[str, Any]] = {
     "m": {"features": 128, "layers": 4},
     "l": {"features": 256, "layers": 6},
 }
+# NequIP ladder (the nequip package): ~33k, ~200k, ~1.8M, ~6.8M parameters; "l" is close to nequip's own "L" preset.
+_NEQUIP_PRESETS: dict[str, dict[str, Any]] = {
+    "xs": {"layers": 3, "l_max": 1, "features": 24, "radial_width": 32, "type_features": 8},
+    "s": {"layers": 3, "l_max": 1, "features": 48, "radial_width": 64, "type_features": 16},
+    "m": {"layers": 4, "l_max": 2, "features": (96, 48, 24), "radial_width": 128, "type_features": 32},
+    "l": {"layers": 6, "l_max": 3, "features": (128, 64, 32, 32), "radial_width": 128, "type_features": 32},
+}
 _UNET_PRESETS: dict[str, dict[str, Any]] = {
     "xs": {"widths": (8, 16)},
     "s": {"widths": (16, 32, 32)},
@@ -72,6 +80,7 @@ _FAMILIES = (
     ),
     ModelFamily("force_field", "transformer", "none", ForceFieldTransformer, _TRANSFORMER_PRESETS, "s"),
     ModelFamily("force_field", "painn", "E3", PaiNNForceField, _PAINN_PRESETS, "s"),
+    ModelFamily("force_field", "nequip", "E3", NequIPForceField, _NEQUIP_PRESETS, "s"),
     ModelFamily(
         "voxel_denoising", "unet3d", "none", UNet3D,
         {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()}, "s",

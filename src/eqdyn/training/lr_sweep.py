@@ -10,16 +10,19 @@ recorded in config/config.yaml.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
+import dataclasses
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from eqdyn.io import atomic_path
+from eqdyn.run_config import RunConfig, as_run_config
 from eqdyn.training.train import Trainer, select_device
 
 logger = logging.getLogger(__name__)
@@ -31,16 +34,20 @@ GRIDS = {
 }
 
 
-def score_learning_rate(run: dict, train_path: Path, optimizer: str, learning_rate: float, steps: int) -> float:
-    trial = copy.deepcopy(run)
-    settings = trial["training"]
+def score_learning_rate(
+    run: RunConfig | Mapping[str, Any], train_path: Path, optimizer: str, learning_rate: float, steps: int
+) -> float:
+    base = as_run_config(run)
     # five logging intervals: the last one is the mean training loss over the last 20 % of steps
-    settings.update(optimizer=optimizer, learning_rate=learning_rate, steps=steps, log_every=max(1, steps // 5),
-                    state_every=steps + 1)  # fmt: skip
-    settings["warmup_steps"] = min(settings["warmup_steps"], steps // 10)
-    trial["checkpoint_steps"] = []
+    trial = dataclasses.replace(
+        base.with_training(
+            optimizer=optimizer, learning_rate=learning_rate, steps=steps, log_every=max(1, steps // 5),
+            state_every=steps + 1, warmup_steps=min(base.training.warmup_steps, steps // 10),
+        ),
+        checkpoint_steps=(),
+    )  # fmt: skip
     with tempfile.TemporaryDirectory() as state_dir:
-        trainer = Trainer(trial, train_path, Path(state_dir), select_device(settings["device"]))
+        trainer = Trainer(trial, train_path, Path(state_dir), select_device(trial.training.device))
         trainer.train()
     if trainer.state.status == "diverged":  # a diverging trial scores as infinitely bad
         logger.warning("%s lr %g: diverged, %s", optimizer, learning_rate, trainer.state.status_reason)
@@ -56,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=500)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run = json.loads(args.run.read_text())
-    torch.set_num_threads(run["training"]["threads"])
+    run = RunConfig.from_dict(json.loads(args.run.read_text()), source=str(args.run))
+    torch.set_num_threads(run.training.threads)
     rows = []
     for optimizer, grid in GRIDS.items():
         for learning_rate in grid:
             score = score_learning_rate(run, args.train, optimizer, learning_rate, args.steps)
-            rows.append({"run": run["name"], "optimizer": optimizer, "learning_rate": learning_rate,
+            rows.append({"run": run.name, "optimizer": optimizer, "learning_rate": learning_rate,
                          "steps": args.steps, "final_train_loss": score})  # fmt: skip
             print(f"{optimizer:6s} lr {learning_rate:<7g} final train loss {score:.5g}", flush=True)
     for optimizer in GRIDS:

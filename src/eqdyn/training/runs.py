@@ -1,20 +1,37 @@
 """Fan the study config out into training runs: one base run per (task, model) plus one-factor-at-a-time sweeps.
 
-Pure Python (no torch), so the Snakefile can call it at parse time. Each run becomes one JSON file, the single input
-that holds its hyperparameters: editing one run's settings reruns only that run and what depends on it.
+No torch, so the Snakefile calls it at parse time. Each run becomes one JSON file, the single input that holds its
+hyperparameters: editing one run's settings reruns only that run and what depends on it.
+
+:func:`resolve_runs` checks what the schema cannot: task, model family and size against the registries' names
+(:mod:`eqdyn.run_config`), and each run's ``training`` overrides (and sweep values) against the schema's own
+``training`` section, so ``steps: -1`` in one run stops the dry run as it does in the top-level section. Every
+problem names its config key (``runs.base[3].model: 'painnn' is not one of [...]``).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from typing import Any
+
+import jsonschema
+
+from eqdyn.config import load_schema
+from eqdyn.run_config import (
+    MODEL_SIZES,
+    SWEEP_FACTORS,
+    RunConfig,
+    RunConfigError,
+    choice_problem,
+    model_problems,
+)
 
 # Chemical symbols of the elements a dataset may hold, to turn data.elements into voxel channels.
 ATOMIC_NUMBERS = {"H": 1, "B": 5, "C": 6, "N": 7, "O": 8, "F": 9, "P": 15, "S": 16, "Cl": 17, "Br": 35, "I": 53}
 
-# Sweep factors and where each lives in a run config.
-SWEEP_FACTORS = ("size", "num_train_molecules", "optimizer", "seed")
+__all__ = ["ATOMIC_NUMBERS", "SWEEP_FACTORS", "checkpoint_steps", "resolve_runs", "run_problems", "task_settings"]
 
 
 def checkpoint_steps(total_steps: int, per_decade: int) -> list[int]:
@@ -27,7 +44,7 @@ def checkpoint_steps(total_steps: int, per_decade: int) -> list[int]:
     return sorted(step for step in steps if 0 <= step <= total_steps)
 
 
-def task_settings(config: dict[str, Any], task: str) -> dict[str, Any]:
+def task_settings(config: Mapping[str, Any], task: str) -> dict[str, Any]:
     """The constructor settings of a task, from the config sections that define it."""
     if task == "voxel_denoising":
         voxel = config["data"]["voxel"]
@@ -49,19 +66,24 @@ def base_name(task: str, model: str) -> str:
     return f"{task}-{model}"
 
 
-def resolve_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """All runs of the study, by name: ``<task>-<model>`` for base runs, ``<base>--<factor>-<value>`` for sweeps."""
-    runs: dict[str, dict[str, Any]] = {}
+def resolve_runs(
+    config: Mapping[str, Any], schema: Mapping[str, Any] | None = None, source: str = "config"
+) -> dict[str, RunConfig]:
+    """All runs of the study, by name: ``<task>-<model>`` for base runs, ``<base>--<factor>-<value>`` for sweeps.
+
+    ``config`` has its defaults filled (:func:`eqdyn.config.validate_config`); ``schema`` is the config schema (the
+    package's by default). Raises :class:`~eqdyn.run_config.RunConfigError` listing every problem by config key.
+    """
+    problems = run_problems(config, load_schema() if schema is None else schema)
+    if problems:
+        raise RunConfigError(problems, source=source)
+    runs: dict[str, RunConfig] = {}
     bases = {}
     for entry in config["runs"]["base"]:
         name = base_name(entry["task"], entry["model"])
-        if name in bases:
-            raise ValueError(f"runs.base: {name} listed twice")
         bases[name] = entry
         runs[name] = _run_config(config, name, entry, sweep=None)
     for name in config["runs"]["sweep_around"]:
-        if name not in bases:
-            raise ValueError(f"runs.sweep_around: {name!r} is not a base run (known: {sorted(bases)})")
         for factor in SWEEP_FACTORS:
             for value in config["runs"]["sweeps"][factor]:
                 sweep_name = f"{name}--{factor}-{value}"
@@ -72,13 +94,78 @@ def resolve_runs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def _same_settings(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def run_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Every reason the runs of ``config`` cannot be trained, each naming its config key; empty when they can."""
+    properties = schema["properties"]
+    training_schema = properties["training"]["properties"]
+    override_schema = properties["runs"]["properties"]["base"]["items"]["properties"]["training"]
+    # the keys a run may override, each checked by the top-level training section's schema of that key
+    overridable = {key: training_schema[key] for key in override_schema["propertyNames"]["enum"]}
+    problems = setting_problems(config["training"], training_schema, "training")
+    bases: dict[str, int] = {}
+    for index, entry in enumerate(config["runs"]["base"]):
+        path = f"runs.base[{index}]"
+        task, family = entry.get("task"), entry.get("model")
+        model_paths = (f"{path}.task", f"{path}.model", f"{path}.size")
+        problems += model_problems(task, family, entry.get("size", "s"), model_paths)
+        problems += setting_problems(entry.get("training", {}), overridable, f"{path}.training")
+        name = base_name(str(task), str(family))
+        if name in bases:
+            problems.append(f"{path}: {name} listed twice (also runs.base[{bases[name]}])")
+        bases.setdefault(name, index)
+    sweeps = config["runs"]["sweeps"]
+    for index, name in enumerate(config["runs"]["sweep_around"]):
+        path = f"runs.sweep_around[{index}]"
+        if name not in bases:
+            problems.append(f"{path}: {name!r} is not a base run (known: {sorted(bases)})")
+            continue
+        entry = config["runs"]["base"][bases[name]]
+        sizes = MODEL_SIZES.get(entry["task"], {}).get(entry["model"], ())
+        for size_index, size in enumerate(sweeps["size"] if sizes else ()):
+            what = f"sizes of {entry['task']}/{entry['model']}, swept by {path}"
+            problem = choice_problem(size, sizes, f"runs.sweeps.size[{size_index}]", what)
+            problems += [problem] if problem else []
+    for factor in ("num_train_molecules", "optimizer"):  # the sweep factors that are training settings
+        for index, value in enumerate(sweeps[factor]):
+            problems += value_problems(value, training_schema[factor], f"runs.sweeps.{factor}[{index}]")
+    for index, value in enumerate(sweeps["seed"]):
+        problems += value_problems(value, properties["seed"], f"runs.sweeps.seed[{index}]")
+    return problems
+
+
+def setting_problems(settings: Any, schemas: Mapping[str, Any], path: str) -> list[str]:
+    """Problems of a mapping of settings, each value checked against the schema of its key."""
+    if not isinstance(settings, Mapping):
+        return [f"{path}: expected a mapping of settings, got {settings!r}"]
+    problems = []
+    for key, value in settings.items():
+        if key not in schemas:
+            problems.append(f"{path}.{key}: not a setting that can be set here (known: {sorted(schemas)})")
+        else:
+            problems += value_problems(value, schemas[key], f"{path}.{key}")
+    return problems
+
+
+def value_problems(value: Any, schema: Mapping[str, Any], path: str) -> list[str]:
+    """Problems of one value against its (default-free) JSON schema, worded as the config's validation words them."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(value), key=lambda e: list(map(str, e.absolute_path))):
+        inner = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+        problems.append(f"{path}{inner}: {error.message}")
+    return problems
+
+
+def _same_settings(a: RunConfig, b: RunConfig) -> bool:
     strip = ("name", "sweep", "base_run")
-    return {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+    first, second = a.to_dict(), b.to_dict()
+    return {k: v for k, v in first.items() if k not in strip} == {k: v for k, v in second.items() if k not in strip}
 
 
-def _run_config(config: dict[str, Any], name: str, entry: dict[str, Any], sweep: dict[str, Any] | None) -> dict:
-    training = copy.deepcopy(config["training"])
+def _run_config(
+    config: Mapping[str, Any], name: str, entry: Mapping[str, Any], sweep: dict[str, Any] | None
+) -> RunConfig:
+    training = copy.deepcopy(dict(config["training"]))
     training.update(entry.get("training", {}))
     learning_rates = training.pop("learning_rates")
     per_decade = training.pop("checkpoints_per_decade")
@@ -98,13 +185,16 @@ def _run_config(config: dict[str, Any], name: str, entry: dict[str, Any], sweep:
     settings = task_settings(config, entry["task"])
     if entry["task"] == "voxel_denoising":
         overrides["channels"] = len(settings["elements"])
-    return {
-        "name": name,
-        "base_run": base_name(entry["task"], entry["model"]),
-        "sweep": sweep,
-        "task": entry["task"],
-        "task_settings": settings,
-        "model": {"family": entry["model"], "size": size, "overrides": overrides},
-        "training": training,
-        "checkpoint_steps": checkpoint_steps(training["steps"], per_decade),
-    }
+    return RunConfig.from_dict(
+        {
+            "name": name,
+            "base_run": base_name(entry["task"], entry["model"]),
+            "sweep": sweep,
+            "task": entry["task"],
+            "task_settings": settings,
+            "model": {"family": entry["model"], "size": size, "overrides": overrides},
+            "training": training,
+            "checkpoint_steps": checkpoint_steps(training["steps"], per_decade),
+        },
+        source=f"run {name}",
+    )

@@ -45,6 +45,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,7 @@ from torch import nn
 from eqdyn.io import atomic_path, sha256_file, sha256_json, write_bytes, write_json
 from eqdyn.models import build_model, count_parameters
 from eqdyn.molecules import MoleculeDataset
+from eqdyn.run_config import ModelSpec, RunConfig, TrainingSettings, as_run_config
 from eqdyn.symmetry.rotations import haar_rotations
 from eqdyn.tasks import GeneratorNoise, Task, build_task
 from eqdyn.training.distributed import ProcessGroup
@@ -107,13 +109,21 @@ def learning_rate_factor(step: int, total: int, warmup: int, schedule: str) -> f
     return 1.0
 
 
-def make_optimizer(model: nn.Module, settings: dict[str, Any]) -> torch.optim.Optimizer:
-    lr, decay = settings["learning_rate"], settings["weight_decay"]
-    if settings["optimizer"] == "adam":
-        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=decay)
-    if settings["optimizer"] == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=decay)
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=settings["momentum"], weight_decay=decay)
+# The optimizer registry; eqdyn.run_config.OPTIMIZER_NAMES lists its keys without importing torch (a test keeps
+# the two equal).
+OPTIMIZERS: dict[str, Callable[[Iterable[nn.Parameter], TrainingSettings], torch.optim.Optimizer]] = {
+    "adam": lambda params, s: torch.optim.Adam(params, lr=s.learning_rate, weight_decay=s.weight_decay),
+    "adamw": lambda params, s: torch.optim.AdamW(params, lr=s.learning_rate, weight_decay=s.weight_decay),
+    "sgd": lambda params, s: torch.optim.SGD(
+        params, lr=s.learning_rate, momentum=s.momentum, weight_decay=s.weight_decay
+    ),
+}
+
+
+def make_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim.Optimizer:
+    if settings.optimizer not in OPTIMIZERS:
+        raise ValueError(f"training.optimizer: {settings.optimizer!r} is not one of {list(OPTIMIZERS)}")
+    return OPTIMIZERS[settings.optimizer](model.parameters(), settings)
 
 
 @dataclass
@@ -136,27 +146,27 @@ class Trainer:
 
     def __init__(
         self,
-        run: dict[str, Any],
+        run: RunConfig | Mapping[str, Any],
         train_path: Path,
         state_dir: Path,
         device: torch.device,
         group: ProcessGroup | None = None,
     ) -> None:
-        self.run = run
-        self.settings = run["training"]
+        self.run = run = as_run_config(run)
+        self.settings = run.training
         self.device = device
         self.group = group or ProcessGroup()
-        self.shard = self.group.shard(self.settings["batch_size"])
-        self.task: Task = build_task(run["task"], **run["task_settings"])
+        self.shard = self.group.shard(self.settings.batch_size)
+        self.task: Task = build_task(run.task, **run.task_settings)
         with np.load(train_path) as data:
             arrays = {key: data[key] for key in data.files}
         self.dataset = MoleculeDataset(arrays, source=str(train_path))
         self.rows = training_subset(
-            self.dataset, arrays["molecule_id"], self.settings["num_train_molecules"], self.settings["seed"]
+            self.dataset, arrays["molecule_id"], self.settings.num_train_molecules, self.settings.seed
         )
         self.num_molecules = len(np.unique(arrays["molecule_id"][self.rows]))
-        torch.manual_seed(self.settings["seed"])  # parameter initialisation
-        self.model = build_model(run["task"], run["model"]["family"], run["model"]["size"], **run["model"]["overrides"])
+        torch.manual_seed(self.settings.seed)  # parameter initialisation
+        self.model = build_run_model(run.task, run.model)
         self.model.to(device)
         # what the loss calls: the model itself, or its DDP wrapper that averages gradients over ranks
         self.network: nn.Module = self.model
@@ -164,17 +174,18 @@ class Trainer:
             self.network = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
-        if self.settings.get("compile", False):
+        if self.settings.compile:
             self.network = torch.compile(self.network)  # compiles on the first step; weights stay self.model's
         self.optimizer = make_optimizer(self.model, self.settings)
         self.ema: dict[str, torch.Tensor] | None = None
-        if self.settings["ema_decay"] is not None:
+        if self.settings.ema_decay is not None:
             self.ema = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
         # batch picks on the CPU; rotations and example noise on the training device
-        self.generator = torch.Generator(device="cpu").manual_seed(self.settings["seed"] + 1)
-        self.device_generator = torch.Generator(device=device).manual_seed(self.settings["seed"] + 2)
+        self.generator = torch.Generator(device="cpu").manual_seed(self.settings.seed + 1)
+        self.device_generator = torch.Generator(device=device).manual_seed(self.settings.seed + 2)
         self.state = TrainingState()
-        key = sha256_json({"run": run, "data": sha256_file(train_path), "code": code_version()})[:16]
+        # keyed by the run.json content (to_dict round-trips it), as before the run config was typed
+        key = sha256_json({"run": run.to_dict(), "data": sha256_file(train_path), "code": code_version()})[:16]
         self.state_dir = state_dir / key
         if state_dir.exists() and self.group.is_main:
             # states of other configs, data or code are stale, and a completed run's state is never resumed
@@ -218,10 +229,10 @@ class Trainer:
     # -- one step ----------------------------------------------------------------------------------------------
     def training_loss(self) -> torch.Tensor:
         """This process's mean loss over its shard of a fresh global batch (the whole batch in one process)."""
-        batch_size = self.settings["batch_size"]
+        batch_size = self.settings.batch_size
         picks = torch.randint(len(self.rows), (batch_size,), generator=self.generator)
         molecules = self.dataset.batch(self.rows[picks.numpy()]).to(self.device, torch.float32)
-        if self.settings["augment"]:
+        if self.settings.augment:
             rotations = haar_rotations(batch_size, self.device_generator, torch.float32, str(self.device))
             molecules = molecules.rotate(rotations)
         noise = GeneratorNoise(self.device_generator)
@@ -231,7 +242,7 @@ class Trainer:
             noise = GeneratorNoise(self.device_generator, (batch_size, start, stop))
         example = self.task.make_example(molecules, noise)
         inputs, target = example.inputs, example.target
-        use_bf16 = self.settings["precision"] == "bf16" and self.device.type == "cuda"
+        use_bf16 = self.settings.precision == "bf16" and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=use_bf16):
             prediction = self.task.predict(self.network, inputs)
         prediction = {name: value.float() for name, value in prediction.items()}
@@ -240,7 +251,7 @@ class Trainer:
     def update_ema(self) -> None:
         if self.ema is None:
             return
-        decay = self.settings["ema_decay"]
+        decay = self.settings.ema_decay
         with torch.no_grad():
             for name, value in self.model.state_dict().items():
                 if value.is_floating_point():
@@ -272,7 +283,7 @@ class Trainer:
         if not self.group.is_main:
             return
         path = self.state_dir / "checkpoints" / f"step_{step:07d}.pt"
-        save_torch(path, {"step": step, "weights": self.analysed_weights(), "run": self.run["name"]})
+        save_torch(path, {"step": step, "weights": self.analysed_weights(), "run": self.run.name})
         self.state.checkpoints.append(
             {"step": step, "file": path.name, "sha256": sha256_file(path), "wall_seconds": self.state.wall_seconds}
         )
@@ -287,13 +298,13 @@ class Trainer:
         """Stop as diverged at ``step``: log the unfinished interval's finite losses, record the step and reason."""
         state = self.state
         if state.pending_losses:
-            examples = (state.step - state.interval_start) * self.settings["batch_size"]
+            examples = (state.step - state.interval_start) * self.settings.batch_size
             seconds = state.interval_seconds
             state.metrics.append({
                 "step": state.step,
                 "train_loss": float(np.mean(state.pending_losses)),
-                "learning_rate": self.settings["learning_rate"] * learning_rate_factor(
-                    state.step - 1, self.settings["steps"], self.settings["warmup_steps"], self.settings["schedule"]
+                "learning_rate": self.settings.learning_rate * learning_rate_factor(
+                    state.step - 1, self.settings.steps, self.settings.warmup_steps, self.settings.schedule
                 ),
                 "wall_seconds": state.wall_seconds,
                 "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
@@ -302,13 +313,13 @@ class Trainer:
             state.pending_losses, state.interval_start, state.interval_seconds = [], state.step, 0.0
         state.status, state.status_reason, state.diverged_at_step = "diverged", reason, step
         if self.group.is_main:
-            logger.warning("run %s diverged: %s", self.run["name"], reason)
+            logger.warning("run %s diverged: %s", self.run.name, reason)
 
     def train(self, stop_at_step: int | None = None) -> bool:
         """Train to the last step or until divergence (``state.status`` says which); return False if stopped early
         at ``stop_at_step`` (fault injection, to test resumption)."""
-        total = self.settings["steps"]
-        schedule = set(self.run["checkpoint_steps"])
+        total = self.settings.steps
+        schedule = set(self.run.checkpoint_steps)
         state = self.state
         if state.status == "diverged":  # resumed from the state a diverged run saved before its outputs
             return True
@@ -317,9 +328,9 @@ class Trainer:
         self.model.train()
         while self.state.step < total:
             step = self.state.step
-            factor = learning_rate_factor(step, total, self.settings["warmup_steps"], self.settings["schedule"])
+            factor = learning_rate_factor(step, total, self.settings.warmup_steps, self.settings.schedule)
             for group in self.optimizer.param_groups:
-                group["lr"] = self.settings["learning_rate"] * factor
+                group["lr"] = self.settings.learning_rate * factor
             started = time.perf_counter()
             loss = self.training_loss()
             global_loss = self.group.mean(loss.detach())  # every rank takes the same decisions from it
@@ -332,8 +343,8 @@ class Trainer:
                 return True
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if self.settings["grad_clip"] is not None:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings["grad_clip"])
+            if self.settings.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.settings.grad_clip)
             self.optimizer.step()
             self.update_ema()
             if self.device.type == "cuda":
@@ -343,13 +354,13 @@ class Trainer:
             state.interval_seconds += elapsed
             state.pending_losses.append(global_loss.item())
             state.step = step = step + 1
-            if step % self.settings["log_every"] == 0 or step == total:
-                examples = (step - state.interval_start) * self.settings["batch_size"]
+            if step % self.settings.log_every == 0 or step == total:
+                examples = (step - state.interval_start) * self.settings.batch_size
                 seconds = state.interval_seconds
                 state.metrics.append({
                     "step": step,
                     "train_loss": float(np.mean(state.pending_losses)),
-                    "learning_rate": self.settings["learning_rate"] * factor,
+                    "learning_rate": self.settings.learning_rate * factor,
                     "wall_seconds": state.wall_seconds,
                     "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
                     "device": device_name(self.device),
@@ -363,7 +374,7 @@ class Trainer:
                     self.diverge(step, f"weights are not finite after step {step} (checkpoint not written)")
                     return True
                 self.write_checkpoint(step)
-            if step % self.settings["state_every"] == 0 or step in schedule or step == total:
+            if step % self.settings.state_every == 0 or step in schedule or step == total:
                 self.save_state()
             if stop_at_step is not None and step >= stop_at_step and step < total:
                 return False
@@ -384,9 +395,9 @@ class Trainer:
             writer.writeheader()
             writer.writerows(self.state.metrics)
         write_json(out_dir / "manifest.json", {
-            "run": self.run["name"],
-            "task": self.run["task"],
-            "model": self.run["model"],
+            "run": self.run.name,
+            "task": self.run.task,
+            "model": self.run.model.to_dict(),
             "equivariance": getattr(self.model, "equivariance", "unknown"),
             "parameters": count_parameters(self.model),
             "train_molecules": self.num_molecules,
@@ -423,9 +434,20 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def load_checkpoint(run: dict[str, Any], path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """The model of ``run`` with the analysed weights of a checkpoint, in eval mode."""
-    model = build_model(run["task"], run["model"]["family"], run["model"]["size"], **run["model"]["overrides"])
+def build_run_model(task: str, model: ModelSpec) -> nn.Module:
+    """A freshly initialised model of a run's task and model spec."""
+    return build_model(task, model.family, model.size, **model.overrides)
+
+
+def load_checkpoint(
+    run: RunConfig | Mapping[str, Any], path: str | Path, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """The model of ``run`` with the analysed weights of a checkpoint, in eval mode. ``run`` may be a run.json
+    mapping that holds only ``task`` and ``model`` (what the analyses need)."""
+    if isinstance(run, RunConfig):
+        model = build_run_model(run.task, run.model)
+    else:
+        model = build_run_model(run["task"], ModelSpec.from_dict(run["model"]))
     saved = torch.load(path, map_location=device, weights_only=False)
     model.load_state_dict(saved["weights"])
     return model.to(device).eval()
@@ -436,16 +458,16 @@ def run_training(
 ) -> bool:
     """Train (or resume) one run; True when its outputs were written (finished or diverged), False when stopped at
     ``stop_at_step``."""
-    run = json.loads(Path(run_path).read_text())
-    torch.set_num_threads(run["training"]["threads"])
+    run = RunConfig.from_dict(json.loads(Path(run_path).read_text()), source=str(run_path))
+    torch.set_num_threads(run.training.threads)
     group = ProcessGroup.from_environment()
-    processes = run["training"].get("processes", 1)
+    processes = run.training.processes
     if group.world_size != processes:
         raise RuntimeError(
             f"{run_path}: training.processes = {processes} but {group.world_size} process(es) were launched "
             "(launch several with torchrun, as the train rule does)"
         )
-    device = group.device(select_device(run["training"]["device"]))
+    device = group.device(select_device(run.training.device))
     group.start(device)
     try:
         trainer = Trainer(run, Path(train_path), Path(state_dir), device, group)
@@ -453,7 +475,7 @@ def run_training(
         resumed = trainer.try_resume()
         if group.is_main:
             print(
-                f"run {run['name']}: {run['model']['family']}/{run['model']['size']} with "
+                f"run {run.name}: {run.model.family}/{run.model.size} with "
                 f"{count_parameters(trainer.model):,} parameters, {trainer.num_molecules} molecules "
                 f"({len(trainer.rows)} examples), device {device_name(device)}, {group.world_size} process(es)"
                 + (f", resumed at step {trainer.state.step}" if resumed else ""),

@@ -15,10 +15,13 @@ from eqdyn.decomposition import (
     make_evaluation_rotations,
     summarize,
     twirled_losses,
+    twirling_expectation,
+    twirling_orders,
+    twirling_rotations,
     twisted_predictions,
 )
 from eqdyn.symmetry.actions import rotate_grid_octahedral, rotate_vectors
-from eqdyn.symmetry.rotations import haar_rotations, octahedral_group
+from eqdyn.symmetry.rotations import evaluation_rotations, haar_rotations, octahedral_group
 from eqdyn.tasks import FlowMatchingTask, ForceFieldTask, KeyedNoise, VoxelDenoisingTask
 from eqdyn.tasks.base import Example, Inputs, NoiseSource, Output, Task
 from eqdyn.testing import random_molecules
@@ -217,6 +220,91 @@ def test_test_time_twirling_loss_is_mean_plus_equiv_over_k() -> None:
         losses = twirled_losses(task, preds, {"y": y}, {"x": x}, k).numpy()
         stderr = losses.std(ddof=1) / np.sqrt(n)
         assert abs(losses.mean() - (true_mean + true_equiv / k)) < 4 * stderr, k
+
+
+def _toy_model_and_data(n: int, seed: int) -> tuple[LinearToyTask, nn.Module, Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    model = nn.Linear(3, 3, bias=False).double()
+    model.weight.data = torch.tensor([[0.8, 0.5, 0.1], [0.0, 0.3, -0.4], [0.2, 0.1, 0.1]], dtype=torch.float64)
+    x = torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    y = 0.1 * x + 0.3 * torch.randn(n, 3, generator=gen, dtype=torch.float64)
+    return LinearToyTask(), model, x, y
+
+
+def _paired_check(measured: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """Mean of measured - expected per example, in paired standard errors; and the old quadrature SE / paired SE."""
+    difference = measured - expected
+    n = len(difference)
+    paired = difference.std(ddof=1) / np.sqrt(n)
+    quadrature = np.sqrt(measured.var(ddof=1) + expected.var(ddof=1)) / np.sqrt(n)
+    return float(difference.mean() / paired), float(quadrature / paired)
+
+
+def test_twirling_check_on_independent_haar_rotations_agrees_and_catches_a_wrong_prediction() -> None:
+    """The twirled loss on rotations independent of the estimator's agrees with L_mean + L_equiv / k by the paired
+    SE for a non-equivariant model, and a prediction 2.5% off fails by the same rule."""
+    n, seed = 20_000, 3
+    task, model, x, y = _toy_model_and_data(n, seed=11)
+    ids = np.arange(n)
+    estimator = torch.from_numpy(evaluation_rotations(seed, ids, 8))
+    twirl = torch.from_numpy(twirling_rotations(seed, ids, 8))
+    assert not torch.allclose(estimator, twirl)  # a separate stream
+    with torch.no_grad():
+        result = decompose_predictions(task, twisted_predictions(task, model, {"x": x}, estimator), {"y": y},
+                                       {"x": x}, False, torch.from_numpy(ids))  # fmt: skip
+        twirl_predictions = twisted_predictions(task, model, {"x": x}, twirl)
+    mean, equiv = result.quantity("mean").numpy(), result.quantity("equiv").numpy()
+    assert equiv.mean() > 0.5 * mean.mean()  # far from equivariant: the check is not trivially zero
+    for k in (1, 2, 4, 8):
+        measured = twirled_losses(task, twirl_predictions, {"y": y}, {"x": x}, k).numpy()
+        expected = twirling_expectation(mean, equiv, k, enumerated=False)
+        z, looseness = _paired_check(measured, expected)
+        assert abs(z) <= 3.0, (k, z)
+        wrong, _ = _paired_check(measured, 1.025 * expected)
+        assert abs(wrong) > 3.0, (k, wrong)
+        assert looseness > 1.5, (k, looseness)  # two SEs in quadrature ignore the pairing: too loose
+        # k = 1 and k = K on independent rotations are tests too, not identities
+        assert abs(measured.mean() - expected.mean()) > 1e-9
+
+
+def test_twirling_check_for_cube_rotations_without_replacement() -> None:
+    """Coset design: k of the 24 cube rotations without replacement have expected loss
+    L_mean + L_equiv (24 - k) / (23 k), not L_mean + L_equiv / k; and k = 1 (all 24 singletons) is L_total exactly."""
+    n, seed = 20_000, 5
+    task, model, x, y = _toy_model_and_data(n, seed=12)
+    ids = np.arange(n)
+    cube = octahedral_group().expand(n, 24, 3, 3)
+    orders = torch.from_numpy(twirling_orders(seed, ids))
+    assert sorted(orders[0].tolist()) == list(range(24)) and not torch.equal(orders[0], orders[1])
+    with torch.no_grad():
+        predictions = twisted_predictions(task, model, {"x": x}, cube)
+    result = decompose_predictions(task, predictions, {"y": y}, {"x": x}, True, torch.from_numpy(ids))
+    mean, equiv = result.quantity("mean").numpy(), result.quantity("equiv").numpy()
+    for k in (1, 2, 4, 8, 16):
+        measured = twirled_losses(task, predictions, {"y": y}, {"x": x}, k, orders).numpy()
+        expected = twirling_expectation(mean, equiv, k, enumerated=True)
+        if k == 1:
+            np.testing.assert_allclose(measured, result.quantity("total").numpy(), rtol=1e-12)
+            continue
+        z, _ = _paired_check(measured, expected)
+        assert abs(z) <= 3.0, (k, z)
+        assert abs(_paired_check(measured, 1.025 * expected)[0]) > 3.0, k
+        haar_formula = twirling_expectation(mean, equiv, k, enumerated=False)
+        assert abs(_paired_check(measured, haar_formula)[0]) > 3.0, k  # the i.i.d. formula is wrong here
+    np.testing.assert_allclose(twirling_expectation(mean, equiv, 24, enumerated=True), mean)
+
+
+def test_twirling_rotations_leave_the_estimator_rotations_unchanged() -> None:
+    task = FlowMatchingTask()
+    ids = np.array([4, 9, 1])
+    plain = make_evaluation_rotations(task, ids, 3, 6)
+    with_twirl = make_evaluation_rotations(task, ids, 3, 6, num_twirl_rotations=4)
+    assert plain.twirl_rotations is None and with_twirl.twirl_rotations.shape == (3, 4, 3, 3)
+    np.testing.assert_array_equal(plain.rotations, with_twirl.rotations)
+    # keyed by (seed, example id, j): a larger M extends a smaller one, whatever the other examples are
+    np.testing.assert_array_equal(twirling_rotations(3, ids[1:], 8)[:, :4], with_twirl.twirl_rotations[1:])
+    voxel = make_evaluation_rotations(VoxelDenoisingTask(elements=(1, 6), grid_size=6), ids, 3, 6, 8)
+    assert voxel.twirl_rotations is None and voxel.twirl_order.shape == (3, 24)
 
 
 def test_chunked_twisted_predictions_match_one_pass() -> None:

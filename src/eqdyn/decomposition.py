@@ -15,6 +15,13 @@ are all read in the example's own frame. With p_bar = mean_k p_k and ||.|| the t
 
 One example's L_mean_hat can be negative; it is never clipped. The percentage is the ratio of averages,
 100 * mean(L_equiv_hat) / mean(L_total_hat), with a delta-method standard error over examples.
+
+Test-time twirling with k rotations averages k twisted predictions. Its expected loss is L_mean + L_equiv / k for
+i.i.d. Haar rotations, and L_mean + L_equiv (24 - k) / (23 k) for k of the 24 cube rotations drawn without
+replacement (the variance of a mean drawn without replacement from a finite population). That holds for every
+model, so it checks code, not models; measured on the estimator's own rotations it is an identity of the
+estimators, so the twirling rotations are a separate keyed stream (Haar design) or a separate keyed order of the
+cube rotations (coset design).
 """
 
 from __future__ import annotations
@@ -26,10 +33,19 @@ import torch
 from torch import Tensor, nn
 
 from eqdyn.molecules import MoleculeBatch
-from eqdyn.symmetry.rotations import coset_frames, evaluation_rotations, octahedral_group
+from eqdyn.symmetry.rotations import (
+    coset_frames,
+    evaluation_rotations,
+    haar_rotations_numpy,
+    keyed_rng,
+    octahedral_group,
+)
 from eqdyn.tasks.base import Example, Inputs, KeyedNoise, Output, Task, sum_parts
 
 QUANTITIES = ("total", "mean", "mean_plugin", "equiv", "twirl_sq_norm")
+# keyed_rng streams 1-3 are the evaluation rotations, the coset frames and the example noise
+STREAM_TWIRLING_ROTATIONS = 4
+OCTAHEDRAL_ORDER = 24
 
 
 @dataclass
@@ -63,20 +79,46 @@ class EvaluationRotations:
     rotations: np.ndarray  # [B, K, 3, 3]
     enumerated: bool  # True: the 24 cube rotations inside each example's frame
     frames: np.ndarray | None = None  # [B, 3, 3] Haar frame h of the coset estimator, else None
+    # test-time twirling, independent of ``rotations``: M Haar rotations [B, M, 3, 3] (Haar design) or a random
+    # order [B, 24] of the cube rotations (coset design), keyed by (seed, example id) in their own stream
+    twirl_rotations: np.ndarray | None = None
+    twirl_order: np.ndarray | None = None
 
 
 def make_evaluation_rotations(
-    task: Task, example_ids: np.ndarray, seed: int, num_rotations: int
+    task: Task, example_ids: np.ndarray, seed: int, num_rotations: int, num_twirl_rotations: int = 0
 ) -> EvaluationRotations:
-    """Per-example rotations for ``task``'s evaluation design; ``num_rotations`` is ignored for the coset design."""
+    """Per-example rotations for ``task``'s evaluation design; ``num_rotations`` is ignored for the coset design.
+
+    With ``num_twirl_rotations`` M > 0 also the test-time twirling set: M Haar rotations per example (Haar design) or
+    a random order of the 24 cube rotations (coset design; M is then ignored). The estimator's rotations do not
+    depend on M."""
     example_ids = np.asarray(example_ids, dtype=np.int64)
     if task.evaluation_design == "haar":
         if num_rotations < 2:
             raise ValueError(f"the Haar design needs K >= 2 rotations per example, got {num_rotations}")
-        return EvaluationRotations(example_ids, evaluation_rotations(seed, example_ids, num_rotations), False)
+        twirl = twirling_rotations(seed, example_ids, num_twirl_rotations) if num_twirl_rotations > 0 else None
+        return EvaluationRotations(example_ids, evaluation_rotations(seed, example_ids, num_rotations), False,
+                                   twirl_rotations=twirl)  # fmt: skip
     group = octahedral_group().numpy()
     rotations = np.broadcast_to(group, (len(example_ids), *group.shape)).copy()
-    return EvaluationRotations(example_ids, rotations, True, coset_frames(seed, example_ids))
+    order = twirling_orders(seed, example_ids) if num_twirl_rotations > 0 else None
+    return EvaluationRotations(example_ids, rotations, True, coset_frames(seed, example_ids), twirl_order=order)
+
+
+def twirling_rotations(seed: int, example_ids: np.ndarray, num_rotations: int) -> np.ndarray:
+    """M Haar rotations per example keyed by (seed, example id, j) in the twirling stream: [B, M, 3, 3]."""
+    out = np.empty((len(example_ids), num_rotations, 3, 3))
+    for row, example_id in enumerate(np.asarray(example_ids, dtype=np.int64)):
+        out[row] = haar_rotations_numpy(num_rotations, keyed_rng(seed, int(example_id), STREAM_TWIRLING_ROTATIONS))
+    return out
+
+
+def twirling_orders(seed: int, example_ids: np.ndarray) -> np.ndarray:
+    """A uniformly random order of the 24 cube rotations per example, keyed by (seed, example id): [B, 24].
+    Consecutive groups of k are k rotations drawn without replacement."""
+    return np.stack([keyed_rng(seed, int(example_id), STREAM_TWIRLING_ROTATIONS).permutation(OCTAHEDRAL_ORDER)
+                     for example_id in np.asarray(example_ids, dtype=np.int64)]).astype(np.int64)  # fmt: skip
 
 
 def make_evaluation_example(
@@ -148,9 +190,14 @@ def decompose(
     return result
 
 
-def twirled_losses(task: Task, predictions: Output, target: Output, inputs: Inputs, k: int) -> Tensor:
-    """Loss [B] of the test-time twirled model with k rotations: the K predictions are cut into K // k disjoint
-    groups, each group averaged, and the loss of each average averaged. Its expectation is L_mean + L_equiv / k."""
+def twirled_losses(
+    task: Task, predictions: Output, target: Output, inputs: Inputs, k: int, order: Tensor | None = None
+) -> Tensor:
+    """Loss [B] of the test-time twirled model with k rotations: the K predictions (taken in ``order [B, K]`` per
+    example if given) are cut into K // k disjoint groups, each group averaged, and the loss of each average
+    averaged. For i.i.d. Haar rotations its expectation is L_mean + L_equiv / k (see :func:`twirling_expectation`)."""
+    if order is not None:
+        predictions = {part: _take_along_rotations(value, order) for part, value in predictions.items()}
     num_rotations = next(iter(predictions.values())).shape[1]
     groups = num_rotations // k
     if groups < 1:
@@ -160,6 +207,23 @@ def twirled_losses(task: Task, predictions: Output, target: Output, inputs: Inpu
         averaged = {part: value[:, group * k : (group + 1) * k].mean(dim=1) for part, value in predictions.items()}
         losses.append(task.loss(averaged, target, inputs))
     return torch.stack(losses, dim=1).mean(dim=1)
+
+
+def _take_along_rotations(values: Tensor, order: Tensor) -> Tensor:
+    """values [B, K, ...] reordered along K by ``order [B, K]``."""
+    index = order.to(values.device).long().reshape(*order.shape, *([1] * (values.dim() - 2)))
+    return torch.take_along_dim(values, index.expand(*order.shape, *values.shape[2:]), dim=1)
+
+
+def twirling_expectation(mean: np.ndarray, equiv: np.ndarray, k: int, enumerated: bool) -> np.ndarray:
+    """E[loss of the k-rotation twirl] per example from the estimators: L_mean + L_equiv / k for i.i.d. Haar
+    rotations; L_mean + L_equiv (24 - k) / (23 k) for k distinct cube rotations (with L_equiv the enumerated
+    variance over 24, so that k = 24 gives L_mean and k = 1 gives L_total)."""
+    if not enumerated:
+        return mean + equiv / k
+    if not 1 <= k <= OCTAHEDRAL_ORDER:
+        raise ValueError(f"k = {k} distinct cube rotations: need 1 <= k <= {OCTAHEDRAL_ORDER}")
+    return mean + equiv * (OCTAHEDRAL_ORDER - k) / ((OCTAHEDRAL_ORDER - 1) * k)
 
 
 def _mean_and_stderr(values: np.ndarray) -> tuple[float, float]:

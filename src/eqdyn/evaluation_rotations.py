@@ -2,6 +2,9 @@
 
 One file per task, an input of every analysis rule, reused for every checkpoint of every run: K Haar rotations per
 example keyed by (seed, example id, k), or, for the voxel task, a Haar frame per example with the 24 cube rotations.
+With ``--twirl-rotations M`` > 0 also the rotations of the test-time twirling check, independent of those: M Haar
+rotations per example keyed by (seed, example id, j) in a stream of their own (``twirl_rotations``), or for the voxel
+task a random order of the 24 cube rotations per example (``twirl_order``).
 """
 
 from __future__ import annotations
@@ -31,16 +34,18 @@ def save_evaluation_rotations(path: str | Path, rotations: EvaluationRotations, 
         "seed": np.array(seed),
         "design": np.array(design),
     }
-    if rotations.frames is not None:
-        arrays["frames"] = rotations.frames
+    for name in ("frames", "twirl_rotations", "twirl_order"):
+        if getattr(rotations, name) is not None:
+            arrays[name] = getattr(rotations, name)
     save_npz(path, **arrays)
 
 
 def load_evaluation_rotations(path: str | Path) -> tuple[EvaluationRotations, int]:
     """The rotations and the seed that made them (the same seed keys the example noise)."""
     with np.load(path) as data:
-        frames = data["frames"] if "frames" in data.files else None
-        rotations = EvaluationRotations(data["example_id"], data["rotations"], bool(data["enumerated"]), frames)
+        optional = {name: data[name] if name in data.files else None
+                    for name in ("frames", "twirl_rotations", "twirl_order")}  # fmt: skip
+        rotations = EvaluationRotations(data["example_id"], data["rotations"], bool(data["enumerated"]), **optional)
         return rotations, int(data["seed"])
 
 
@@ -50,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task-settings", type=Path, required=True, help="JSON with the task's settings")
     parser.add_argument("--split", type=Path, required=True, help="held-out split (.npz with example_id)")
     parser.add_argument("--num-rotations", type=int, required=True)
+    parser.add_argument("--twirl-rotations", type=int, default=0,
+                        help="Haar rotations per example for the test-time twirling check (0: none; the voxel task "
+                             "stores an order of its 24 cube rotations instead)")  # fmt: skip
     parser.add_argument("--max-examples", type=int, default=None)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -57,9 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     task = build_task(args.task, **json.loads(args.task_settings.read_text()))
     with np.load(args.split) as data:
         example_ids = select_examples(data["example_id"], args.max_examples)
-    rotations = make_evaluation_rotations(task, example_ids, args.seed, args.num_rotations)
+    rotations = make_evaluation_rotations(task, example_ids, args.seed, args.num_rotations, args.twirl_rotations)
     save_evaluation_rotations(args.out, rotations, args.seed, task.evaluation_design)
-    print(f"{args.task}: {len(example_ids)} examples x {rotations.rotations.shape[1]} rotations "
+    twirl = "" if rotations.twirl_rotations is None else f" + {rotations.twirl_rotations.shape[1]} twirling"
+    print(f"{args.task}: {len(example_ids)} examples x {rotations.rotations.shape[1]} rotations{twirl} "
           f"({task.evaluation_design}, seed {args.seed}) -> {args.out}")  # fmt: skip
     return 0
 

@@ -1,124 +1,176 @@
-"""Figure 7: test-time twirling and the bias of the plug-in L_mean.
+"""Figure 7: test-time twirling as a remedy for the efficiency gap, and the check of the twirling code.
 
     python -m eqdyn.figures.twirling --decomposition results/<study>/analysis/decomposition/*.csv \
         --runs results/<study>/runs/*/run.json --manifests results/<study>/runs/*/manifest.json \
-        --out figures/twirling.png
+        [--efficiency results/<study>/analysis/efficiency.csv \
+         --examples results/<study>/analysis/decomposition/*_examples.csv.gz] --out figures/twirling.png
 
-One column per augmented (non-equivariant) base run with twirled-loss rows (the sampled-Haar design; the voxel
-task enumerates the 24 cube rotations, which are not independent draws, so it has none).
+One column per task. Top: held-out loss at matched training-plus-inference cost against k, the augmented model
+averaged over k twirling rotations beside the equivariant model of the same task (each at the checkpoint the
+matched-cost rule of :func:`matched_comparisons` picks for that k; bars +- 1.96 SE over examples). Middle: their
+per-example (paired) difference, augmented minus equivariant, +- 1.96 paired SE: below zero, twirling wins at that
+cost. Bottom: the check of the twirling code at each augmented base run's last checkpoint, the twirled loss on
+rotations independent of the estimator's minus its expectation from the estimators (L_mean + L_equiv / k; for the
+24 cube rotations drawn without replacement L_mean + L_equiv (24 - k) / (23 k)), in percent of the expectation,
++- 1.96 paired SE. It holds for every model, so it tests code, not the paper.
 
-Top: held-out loss of the test-time twirled model with k rotations at the run's last checkpoint, measured
-(+- 1.96 SE over examples) beside its exact expectation L_mean + L_equiv / k, and the floor L_mean.
-Bottom: the excess of the k-rotation twirled loss over the unbiased L_mean, i.e. the bias of the plug-in estimator
-||p_bar - y||^2 with K = k rotations, beside L_equiv / k, at three checkpoints. At k = 1 (= L_total - L_mean) and
-at k = K (= plug-in - L_mean) the two agree by construction of the estimators; only 1 < k < K is a test.
-The excess has no error bars: its standard error needs the per-example pairing of the twirled loss with L_mean,
-which the decomposition table does not carry (the two SEs combined as if independent are far too wide).
+The numbers (the matched-cost comparison and the code check) come from ``eqdyn.figures.twirling_remedy``, which the
+claims table shares.
 """
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
 
 from eqdyn.figures import style
-from eqdyn.figures.tables import Z95, RunInfo
+from eqdyn.figures.tables import Z95, RunInfo, read_csvs, read_decomposition, read_runs
+from eqdyn.figures.twirling_remedy import (
+    TwirlComparison,
+    UnitCheck,
+    cost_unit,
+    has_inference_timings,
+    matched_comparisons,
+    read_example_tables,
+    unit_checks,
+)
 
-STEP_COLOURS = (style.OKABE_ITO["sky_blue"], style.OKABE_ITO["green"], style.OKABE_ITO["vermillion"])
-
-
-def twirl_rows(table: pd.DataFrame, run: str, step: int) -> pd.DataFrame:
-    """k, measured, measured_se, predicted, mean, mean_se, equiv at one step."""
-    rows = table[(table["run"] == run) & (table["step"] == step) & (table["t_bin"] == "all")]
-    measured = rows[rows["quantity"] == "twirled_loss"].set_index("k").sort_index()
-    predicted = rows[rows["quantity"] == "twirled_loss_predicted"].set_index("k").sort_index()
-    scalar = rows[rows["k"].isna()].set_index("quantity")
-    return pd.DataFrame({
-        "k": measured.index.astype(int),
-        "measured": measured["value"].to_numpy(),
-        "measured_se": measured["stderr"].to_numpy(),
-        "predicted": predicted.loc[measured.index, "value"].to_numpy(),
-        "mean": scalar.loc["mean", "value"],
-        "mean_se": scalar.loc["mean", "stderr"],
-        "equiv": scalar.loc["equiv", "value"],
-    })  # fmt: skip
+AUGMENTED_COLOUR = style.OKABE_ITO["blue"]
+EQUIVARIANT_COLOUR = style.OKABE_ITO["vermillion"]
 
 
-def twirled_runs(table: pd.DataFrame, runs: dict[str, RunInfo]) -> list[RunInfo]:
-    have = set(table.loc[table["quantity"] == "twirled_loss", "run"]) if not table.empty else set()
-    return sorted((r for r in runs.values() if r.is_base and not r.equivariant and r.name in have),
-                  key=lambda r: (r.task, r.name))  # fmt: skip
+# ------------------------------------------------------------------------------------------------------- figure
 
 
-def chosen_steps(steps: list[int]) -> list[int]:
-    """Up to three checkpoints spread on a log scale: the first after initialisation, one in between, the last."""
-    positive = sorted(s for s in steps if s > 0)
-    if len(positive) <= 3:
-        return positive
-    middle = min(positive, key=lambda s: abs(np.log(s) - 0.5 * (np.log(positive[0]) + np.log(positive[-1]))))
-    return sorted({positive[0], middle, positive[-1]})
+def _k_axis(ax, ks: list[int]) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ks)
+    ax.set_xticklabels([str(k) for k in ks])
+    ax.xaxis.set_minor_formatter(style.NullFormatter())
+    ax.set_xlim(min(ks) / 1.4, max(ks) * 1.4)
 
 
-def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
-    chosen = twirled_runs(table, runs)
-    if not chosen:
-        raise ValueError("no augmented base run has twirled-loss rows (sampled-Haar design)")
-    fig, axes = style.figure(ncols=len(chosen), nrows=2, panel_height=1.9,
-                             width=style.ONE_COLUMN if len(chosen) == 1 else min(style.TWO_COLUMN,
-                                                                                  2.6 * len(chosen)))  # fmt: skip
-    for column, run in enumerate(chosen):
-        steps = sorted(table.loc[(table["run"] == run.name) & (table["quantity"] == "twirled_loss"), "step"].unique())
-        last = int(steps[-1])
-        data = twirl_rows(table, run.name, last)
-        top, bottom = axes[0][column], axes[1][column]
-        top.errorbar(data["k"], data["measured"], yerr=Z95 * data["measured_se"], fmt="o", color="black", ms=3.5,
-                     capsize=2, label="measured (±1.96 SE)", zorder=3)  # fmt: skip
-        k_grid = np.geomspace(1, data["k"].max(), 50)
-        top.plot(k_grid, data["mean"].iloc[0] + data["equiv"].iloc[0] / k_grid, color=style.OKABE_ITO["orange"],
-                 label=r"$L_\mathrm{mean} + L_\mathrm{equiv}/k$")  # fmt: skip
-        top.axhline(data["mean"].iloc[0], color=style.OKABE_ITO["blue"], ls="--", lw=1.0,
-                    label=r"$L_\mathrm{mean}$ ($k\to\infty$)")  # fmt: skip
-        top.set_xscale("log", base=2)
-        top.set_title(f"{style.task_title(run.task)}: {run.family}\nseed {run.seed}, step {last}", fontsize=7.5)
-        top.set_xlabel("rotations averaged at test time, $k$")
-        low, high = top.get_ylim()
-        top.set_ylim(low, high + 0.55 * (high - low))  # headroom for the legend
-        top.legend(loc="upper right", fontsize=5.8)
-        for index, step in enumerate(chosen_steps([int(s) for s in steps])):
-            data = twirl_rows(table, run.name, step)
-            colour = STEP_COLOURS[index % len(STEP_COLOURS)]
-            excess = (data["measured"] - data["mean"]).to_numpy()
-            k = data["k"].to_numpy()
-            identity = (k == 1) | (k == k.max())  # equal to L_equiv / k by construction of the estimators
-            tested = ~identity & (excess > 0)
-            bottom.plot(k[identity & (excess > 0)], excess[identity & (excess > 0)], "o", mfc="white", mec=colour,
-                        ms=3.5, zorder=3)  # fmt: skip
-            bottom.plot(k[tested], excess[tested], "o", color=colour, ms=3.5, zorder=4, label=f"step {step}")
-            bottom.plot(k_grid, data["equiv"].iloc[0] / k_grid, color=colour, lw=1.0, alpha=0.8)
-            if (~identity & (excess <= 0)).any():
-                bottom.text(0.03, 0.03, "excess ≤ 0 at some k: not drawn", transform=bottom.transAxes, fontsize=5.5)
-        bottom.set_xscale("log", base=2)
-        bottom.set_yscale("log")
-        bottom.yaxis.set_minor_formatter(style.NullFormatter())
-        bottom.set_xlabel("rotations $K = k$")
-        low, high = bottom.get_ylim()
-        bottom.set_ylim(low, high * (high / low) ** 0.5)  # headroom for the legend
-        handles = bottom.get_legend_handles_labels()[0] + [
-            Line2D([], [], ls="", marker="o", mfc="white", mec="0.3", ms=3.5, label="$k=1$, $K$: identity"),
-            Line2D([], [], color="0.3", lw=1.0, label=r"$L_\mathrm{equiv}/K$"),
-        ]
-        bottom.legend(handles=handles, loc="upper right", fontsize=5.8, ncols=3, columnspacing=0.8,
-                      handletextpad=0.3)  # fmt: skip
-        for ax in (top, bottom):
-            ax.xaxis.set_major_formatter(style.FuncFormatter(lambda value, _: f"{value:g}"))
-    axes[0][0].set_ylabel("held-out loss of the\ntwirled model")
-    axes[1][0].set_ylabel("plug-in bias\n" + r"(twirled loss $-\ L_\mathrm{mean}$)")
+def _plot_remedy(top, middle, comparisons: list[TwirlComparison], unit: str) -> None:
+    pairs = list(dict.fromkeys((c.augmented, c.equivariant) for c in comparisons))
+    offsets = np.linspace(-0.06, 0.06, len(pairs)) if len(pairs) > 1 else [0.0]
+    for (augmented, equivariant), offset in zip(pairs, offsets, strict=True):
+        rows = [c for c in comparisons if (c.augmented, c.equivariant) == (augmented, equivariant)]
+        k = np.array([c.k for c in rows], dtype=float) * 2**offset
+        top.errorbar(k, [c.augmented_loss for c in rows], yerr=[Z95 * c.augmented_se for c in rows], fmt="o-",
+                     color=AUGMENTED_COLOUR, ms=3.5, capsize=2, lw=1.0,
+                     label="augmented, twirled over $k$")  # fmt: skip
+        top.errorbar(k, [c.equivariant_loss for c in rows], yerr=[Z95 * c.equivariant_se for c in rows], fmt="s--",
+                     color=EQUIVARIANT_COLOUR, ms=3.2, capsize=2, lw=1.0,
+                     label="equivariant")  # fmt: skip
+        wins = np.array([c.outcome == "twirling" for c in rows])
+        middle.errorbar(k, [c.difference for c in rows], yerr=[Z95 * c.difference_se for c in rows], fmt="o",
+                        color="black", ms=3.5, capsize=2, label="augmented − equivariant (paired)")  # fmt: skip
+        if wins.any():
+            middle.plot(k[wins], np.array([c.difference for c in rows])[wins], "o", color=AUGMENTED_COLOUR,
+                        ms=5.5, mfc="none", mew=1.2, label="twirling lower by > 1.96 SE")  # fmt: skip
+    middle.axhline(0.0, color="0.4", lw=0.8, ls=":")
+    ks = sorted({c.k for c in comparisons})
+    for ax in (top, middle):
+        _k_axis(ax, ks)
+    budgets = sorted({c.budget for c in comparisons})
+    top.set_xlabel(f"$k$ (matched budget {budgets[0]:.3g}–{budgets[-1]:.3g} {unit})" if len(budgets) > 1
+                   else f"$k$ (matched budget {budgets[0]:.3g} {unit})", fontsize=6.5)  # fmt: skip
+    middle.set_xlabel("test-time rotations $k$")
+
+
+def _plot_unit_checks(ax, checks: list[UnitCheck], runs: dict[str, RunInfo]) -> None:
+    names = list(dict.fromkeys(c.run for c in checks))
+    offsets = np.linspace(-0.06, 0.06, len(names)) if len(names) > 1 else [0.0]
+    for name, offset in zip(names, offsets, strict=True):
+        rows = [c for c in checks if c.run == name and np.isfinite(c.expected) and c.expected != 0]
+        if not rows:
+            continue
+        k = np.array([c.k for c in rows], dtype=float) * 2**offset
+        relative = np.array([100 * c.difference / c.expected for c in rows])
+        relative_se = np.array([100 * c.difference_se / abs(c.expected) for c in rows])
+        run = runs[name]
+        ax.errorbar(k, relative, yerr=Z95 * relative_se, fmt="D", color=style.family_colour(run.family), ms=3.0,
+                    capsize=2, label=f"code check: {run.family}")  # fmt: skip
+    ax.axhline(0.0, color="0.4", lw=0.8, ls=":")
+    _k_axis(ax, sorted({c.k for c in checks}))
+    steps = sorted({c.step for c in checks})
+    ax.set_xlabel(f"twirling rotations $k$ (step {', '.join(map(str, steps))})")
+
+
+def plot(
+    table: pd.DataFrame,
+    runs: dict[str, RunInfo],
+    efficiency: pd.DataFrame | None = None,
+    examples: pd.DataFrame | None = None,
+):
+    checks = unit_checks(table, runs)
+    comparisons: list[TwirlComparison] = []
+    unit = ""
+    if examples is not None and has_inference_timings(efficiency):
+        comparisons, _ = matched_comparisons(examples, efficiency, runs)
+        unit = cost_unit(efficiency) if comparisons else ""
+    tasks = sorted({c.task for c in checks} | {c.task for c in comparisons})
+    if not tasks:
+        raise ValueError("no augmented base run has twirling rows, and no matched-cost comparison can be made")
+    # the remedy rows only where some task has a matched-cost comparison; the code check row always
+    nrows = 3 if comparisons else 1
+    fig, axes = style.figure(ncols=len(tasks), nrows=nrows, panel_height=1.75,
+                             width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN)  # fmt: skip
+    for column, task in enumerate(tasks):
+        axes[0][column].set_title(style.task_title(task))
+        if comparisons:
+            top, middle = axes[0][column], axes[1][column]
+            remedy = [c for c in comparisons if c.task == task]
+            if remedy:
+                _plot_remedy(top, middle, remedy, unit)
+            else:
+                for ax in (top, middle):
+                    _empty(ax, "no timed\nequivariant pair")
+        bottom = axes[-1][column]
+        task_checks = [c for c in checks if c.task == task]
+        if task_checks:
+            _plot_unit_checks(bottom, task_checks, runs)
+        else:
+            _empty(bottom, "no twirling rows")
+    if comparisons:
+        axes[0][0].set_ylabel("held-out loss at\nmatched cost")
+        axes[1][0].set_ylabel("augmented − equivariant")
+    axes[-1][0].set_ylabel("measured − expected\n(% of expected)")
+    handles: dict[str, object] = {}
+    for ax in (ax for row in axes for ax in row):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2 if nrows == 1 else 3,
+                   fontsize=6.0, title="bars: ±1.96 SE over the same held-out examples (paired for differences)",
+                   title_fontsize=6)  # fmt: skip
     return fig
 
 
+def _empty(ax, message: str) -> None:
+    """An empty panel with a short message on lines of its own (the panel is narrow)."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, fontsize=6.5, color="0.3")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def main(argv: list[str] | None = None) -> int:
-    return style.decomposition_figure_cli(plot, __doc__, argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    parser.add_argument("--efficiency", type=Path, default=None, help="efficiency table with inference timings")
+    parser.add_argument("--examples", type=Path, nargs="*", default=None, help="per-example loss tables (.csv.gz)")
+    style.add_out_argument(parser)
+    args = parser.parse_args(argv)
+    efficiency = read_csvs([args.efficiency]) if args.efficiency else None
+    examples = read_example_tables(args.examples) if args.examples else None
+    fig = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests), efficiency, examples)
+    style.save(fig, args.out)
+    return 0
 
 
 if __name__ == "__main__":

@@ -127,6 +127,9 @@ def write_study(study: SyntheticStudy) -> SyntheticStudy:
                     rows.append({"run": run.name, "step": step, "part": "all", "t_bin": "all",
                                  "quantity": "twirled_loss_predicted", "k": k, "value": predicted, "stderr": se,
                                  "n": study.n})  # fmt: skip
+                    rows.append({"run": run.name, "step": step, "part": "all", "t_bin": "all",
+                                 "quantity": "twirled_loss_minus_predicted", "k": k, "value": noise,
+                                 "stderr": 0.1 * se, "n": study.n})  # fmt: skip (the paired difference)
                     k *= 2
         _write_csv(study.decomposition(run), DECOMPOSITION_COLUMNS, rows)
     return study
@@ -215,3 +218,15 @@ def write_efficiency(study: SyntheticStudy, seconds: dict[str, float], device: s
     return _write_csv(study.results / "analysis" / "efficiency.csv",
                       ("run", "task", "model", "size", "equivariance", "parameters", "batch_size", "seconds_per_step",
                        "seconds_per_step_stderr", "threads", "device"), rows)  # fmt: skip
+
+
+def write_gradients_narrow_norm(study: SyntheticStudy, run: str, low: float = 21.6, high: float = 22.4) -> Path:
+    """Gradient table of one run whose squared non-equivariant norm spans a few percent, as in the default study's
+    transformers (21.6-22.4): a log axis over such a range labels its minor ticks on top of each other."""
+    path = write_gradients(study, run, with_norm=False)
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=("run", "step", "quantity", "value", "stderr"))
+        for step, value in zip(study.steps, np.linspace(low, high, len(study.steps)), strict=True):
+            writer.writerow({"run": run, "step": step, "quantity": "nonequivariant_parameter_sq_norm",
+                             "value": value, "stderr": ""})  # fmt: skip
+    return path

@@ -34,8 +34,9 @@ def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
         ratio = np.nanmax(np.abs(equiv["value"].to_numpy() / total["value"].to_numpy()))
         round_off = ratio < ROUND_OFF_RATIO
         if round_off:
-            notes.append(rf"$L_\mathrm{{equiv}}/L_\mathrm{{total}}$ ≤ {ratio:.0e} (round-off):\n"
-                         r"$L_\mathrm{mean} = L_\mathrm{total}$")  # fmt: skip
+            # two lines: a raw f-string would print its "\n" as two characters
+            notes.append(rf"$L_\mathrm{{equiv}}/L_\mathrm{{total}}$ ≤ {ratio:.0e}" + "\n"
+                         + r"(round-off): $L_\mathrm{mean} = L_\mathrm{total}$")  # fmt: skip
     for quantity in QUANTITIES:
         curve = series(table, run.name, quantity)
         if curve.empty or (round_off and quantity == "equiv"):
@@ -56,9 +57,13 @@ def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
         style.band(ax, curve["step"], curve["value"] - half, curve["value"] + half, colour, log_floor=floor)
         values_drawn += list(curve["value"])
     if values_drawn:
-        style.log_limits(ax, style.positive_floor(values_drawn, 0.4), max(values_drawn) * 2.5)
+        low, high = style.positive_floor(values_drawn, 0.4), max(values_drawn) * 2.5
+        if notes:  # the losses fall over training: the notes go top right, above the curves
+            high *= (high / low) ** (0.2 * len(notes))
+        style.log_limits(ax, low, high)
     if notes:
-        ax.text(0.03, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=5.8, color="0.25", va="bottom")
+        ax.text(0.97, 0.97, "\n".join(notes), transform=ax.transAxes, fontsize=5.8, color="0.25", va="top",
+                ha="right", linespacing=1.3)  # fmt: skip
     return max_step
 
 

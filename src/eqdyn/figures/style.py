@@ -17,7 +17,7 @@ import numpy as np
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter, ScalarFormatter
 
 from eqdyn.io import atomic_path
 
@@ -221,3 +221,24 @@ def decomposition_figure_cli(plot: Callable[..., Any], doc: str | None, argv: li
     args = parser.parse_args(argv)
     save(plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests)), args.out)
     return 0
+
+
+def value_axis(ax: Axes, which: str, values: Iterable[float], min_decades: float = 1.0) -> None:
+    """A log scale where the positive values span at least ``min_decades`` decades, else a linear one with a few
+    plain ticks: a log axis over a narrow range labels its minor ticks (2.16x10^1, 2.17x10^1, ...) on top of each
+    other."""
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=float)
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    set_scale = ax.set_xscale if which == "x" else ax.set_yscale
+    if len(finite) and finite.min() > 0 and np.log10(finite.max() / finite.min()) >= min_decades:
+        set_scale("log")
+        axis.set_minor_formatter(NullFormatter())
+        low, high = np.floor(np.log10(finite.min())), np.ceil(np.log10(finite.max()))
+        if np.ceil(np.log10(finite.min())) >= np.floor(np.log10(finite.max())):  # fewer than two labelled decades
+            (ax.set_xlim if which == "x" else ax.set_ylim)(10**low, 10**high)
+        return
+    set_scale("linear")
+    axis.set_major_locator(MaxNLocator(nbins=3, min_n_ticks=2))
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_powerlimits((-3, 4))
+    axis.set_major_formatter(formatter)

@@ -50,7 +50,9 @@ def finite_difference_hvp(losses: FixedBatchLosses, loss: str, direction: Tensor
 
 @pytest.mark.parametrize("case", TINY_CASES, ids=CASE_IDS)
 def test_hvps_match_finite_differences_and_reverse_over_reverse_and_add_up(case: TinyCase) -> None:
-    losses = tiny_losses(case)  # every trainable parameter, embedding tables included
+    auto = tiny_losses(case)  # every trainable parameter, embedding tables included
+    assert auto.hvp_method == "reverse_over_reverse"  # "auto" on the CPU: the cheaper path there
+    losses = FixedBatchLosses(auto.task, auto.model, auto.example, auto.rotations, hvp_method="forward_over_reverse")
     direction = random_direction(losses.dim, seed=1)
     products = {name: losses.hvp(name, direction) for name in ("total", "mean", "plugin", "equiv")}
     assert losses.hvp_method == "forward_over_reverse" and losses.fallback_reason is None
@@ -176,6 +178,8 @@ def test_auto_falls_back_to_reverse_over_reverse_for_a_forward_that_calls_autogr
     with pytest.raises(RuntimeError, match="requires_grad_"):
         forced.hvp("mean", direction)
     auto = autograd_model_losses("auto")
+    assert auto.hvp_method == "reverse_over_reverse" and auto.fallback_reason is None  # the CPU's choice
+    auto.hvp_method = "auto"  # what "auto" is off the CPU: forward-over-reverse first, then the fallback
     product = auto.hvp("equiv", direction)
     assert auto.hvp_method == "reverse_over_reverse" and "requires_grad_" in (auto.fallback_reason or "")
     step = 1e-5  # finite differences of the reverse-mode gradient

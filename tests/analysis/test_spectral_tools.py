@@ -171,3 +171,16 @@ def test_hutchinson_trace_is_within_a_few_standard_errors_and_matches_its_varian
     # Rademacher: Var(v^T H v) = 2 (||H||_F^2 - sum_i H_ii^2)
     predicted = math.sqrt(2 * float(matrix.pow(2).sum() - torch.diagonal(matrix).pow(2).sum()) / 200)
     assert 0.7 < estimate.stderr / predicted < 1.3
+
+
+def test_mass_below_a_negative_threshold_estimates_the_share_of_negative_eigenvalues() -> None:
+    matrix = quadratic_hessian(SPECTRUM)  # 3 of 60 eigenvalues are negative, the nearest at -0.5
+    quadrature = stochastic_lanczos_quadrature(lambda v: matrix @ v, DIM, num_probes=40, num_steps=DIM, seed=9)
+    per_probe = quadrature.probe_mass_below(-1e-3 * 50.0)
+    stderr = float(per_probe.std() / math.sqrt(len(per_probe)))
+    assert abs(float(per_probe.mean()) - 3 / DIM) < 4 * stderr and stderr > 0
+    # the threshold excludes the null space's mass at zero: at +1e-3 it would add the 27 zeros
+    with_zeros = float(quadrature.probe_mass_below(1e-3 * 50.0).mean())
+    assert abs(with_zeros - 30 / DIM) < 4 * float(quadrature.probe_mass_below(1e-3 * 50.0).std() / math.sqrt(40))
+    positive = stochastic_lanczos_quadrature(lambda v: matrix @ v + 3.5 * v, DIM, num_probes=5, num_steps=DIM, seed=9)
+    assert float(positive.probe_mass_below(-1e-3).max()) < 1e-10  # shifted positive definite: no negative mass

@@ -11,6 +11,11 @@ rounding or sign noise, and any relative cut-off would decide the answer. Report
   nan when lambda_k <= 0 (then the top-k part of the spectrum is not positive and no ratio is meaningful);
 - ``sharpness = lambda_max / L``, scale-free (a loss multiplied by c has its Hessian multiplied by c);
 - ``trace_per_parameter = tr(H) / n`` (Hutchinson), with its standard error.
+
+:func:`checked_conditioning_rows` adds the convergence flags of :func:`~eqdyn.analysis.lanczos.checked_eigenvalues`
+(1.0 = converged, 0.0 = not): per eigenvalue (``eigenvalue_converged``), ``lambda_max_converged``,
+``kappa_k_converged`` (lambda_1 .. lambda_k all converged: a kappa_k without it must not be used), and the negative
+side of the spectrum, ``lambda_min`` with ``lambda_min_converged`` (these Hessians are indefinite).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from torch import Tensor
 
 from eqdyn.analysis.hessian import FixedBatchLosses
-from eqdyn.analysis.lanczos import TraceEstimate, hutchinson_trace, top_eigenvalues
+from eqdyn.analysis.lanczos import CheckedEigenvalues, TraceEstimate, hutchinson_trace, top_eigenvalues
 
 Row = dict[str, str | float]
 CONDITION_RANKS = (10, 100)
@@ -52,6 +57,45 @@ def conditioning_rows(
     if trace is not None:
         rows.append({"quantity": "trace_per_parameter", "value": trace.value / dim})
         rows.append({"quantity": "trace_per_parameter_stderr", "value": trace.stderr / dim})
+    return rows
+
+
+def checked_conditioning_rows(
+    checked: CheckedEigenvalues,
+    loss_value: float,
+    dim: int,
+    trace: TraceEstimate | None = None,
+    ranks: Sequence[int] = CONDITION_RANKS,
+) -> list[Row]:
+    """:func:`conditioning_rows` of the checked top eigenvalues plus, as 1.0 / 0.0 flags and their inputs:
+
+    - per eigenvalue i: ``eigenvalue``, ``eigenvalue_check`` (the check run's), ``eigenvalue_relative_residual``
+      (||H y - theta y|| / |theta|), ``eigenvalue_converged``;
+    - ``lambda_max_converged``; ``kappa_k_converged`` for each reported kappa_k;
+    - ``lambda_min`` (the smallest Ritz value), ``lambda_min_check``, ``lambda_min_relative_residual``,
+      ``lambda_min_converged``.
+    """
+    rows = conditioning_rows(checked.values, loss_value, dim, trace, ranks)
+    flags = checked.converged
+    rows.append({"quantity": "lambda_max_converged", "value": float(flags[0])})
+    for rank in ranks:
+        if rank <= len(checked.values):
+            rows.append({"quantity": f"kappa_{rank}_converged", "value": float(checked.kappa_converged(rank))})
+    smallest_scale = abs(checked.smallest) if checked.smallest != 0 else float("nan")
+    rows += [
+        {"quantity": "lambda_min", "value": checked.smallest},
+        {"quantity": "lambda_min_check", "value": checked.smallest_check},
+        {"quantity": "lambda_min_relative_residual", "value": checked.smallest_residual / smallest_scale},
+        {"quantity": "lambda_min_converged", "value": float(checked.smallest_converged)},
+    ]
+    relative = checked.relative_residuals
+    for i in range(len(checked.values)):
+        rows += [
+            {"quantity": "eigenvalue", "index": i + 1, "value": float(checked.values[i])},
+            {"quantity": "eigenvalue_check", "index": i + 1, "value": float(checked.check_values[i])},
+            {"quantity": "eigenvalue_relative_residual", "index": i + 1, "value": float(relative[i])},
+            {"quantity": "eigenvalue_converged", "index": i + 1, "value": float(flags[i])},
+        ]
     return rows
 
 

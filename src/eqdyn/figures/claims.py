@@ -7,15 +7,18 @@ analysis tables by fixed rules (never typed in).
         --study default --configfiles config/config.yaml \
         --out-md results/<study>/claims.md --out-csv figures/claims.csv
 
-Verdicts: "reproduced", "not reproduced", "inconclusive", "not tested" and "not tested at this scale" (the runs stop
-before the step the claim is about); the Hessian claim's verdict also states the magnitude measured. The rules are
-in :data:`RULES` and in the README. A table that is not given makes its claims "not tested".
+Verdicts: "reproduced", "not reproduced", "inconclusive" (with the reason in brackets where one applies: a failed
+run, a lower-bound estimate, an unlearned checkpoint), "not tested", "not tested at this scale" (the runs stop before
+the step the claim is about) and "not testable for this architecture"; the 1000x claim's verdict also states the
+magnitude measured. The rules are in :data:`RULES` and in the README. A table that is not given makes its claims
+"not tested". A claim whose run set includes a run that did not finish is at best inconclusive.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,16 +28,22 @@ import pandas as pd
 from scipy import stats
 
 from eqdyn.figures.tables import Z95, RunInfo, read_csvs, read_decomposition, read_runs, series
+from eqdyn.figures.twirling_remedy import read_example_tables
 from eqdyn.io import atomic_open
+
+LOG = logging.getLogger(__name__)
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 NOT_TESTED = "not tested"
 NOT_AT_SCALE = "not tested at this scale"
+NOT_TESTABLE = "not testable for this architecture"
+FINISHED = "finished"  # a run's manifest status when training completed
 
 THRESHOLD = 2.0  # percent
 CLAIM_STEP = 10_000
+LEARNED_FRACTION = 0.5  # a checkpoint counts for the 2% rule only if its L_total < this x the step-0 L_total
 PAPER_KAPPA_RATIO = 1000.0
 TWIRL_TOLERANCE_SE = 3.0
 SPEARMAN_ALPHA = 0.05
@@ -44,25 +53,51 @@ COLUMNS = ("id", "provenance", "claim", "measured", "value", "ci_low", "ci_high"
 
 RULES = {
     "equiv_2_percent": (
-        "For every augmented (non-equivariant) base run and its seed sweeps, read 100 L_equiv/L_total at the last "
-        "checkpoint at or before step 10,000, with its 95% interval (value ± 1.96 SE over held-out examples). "
-        "Reproduced: every run reaches step 10,000 and every upper bound is ≤ 2%. Not reproduced: some run that "
-        "reaches step 10,000 has a lower bound > 2%. Not tested at this scale: every run stops before step 10,000. "
-        "Inconclusive: otherwise (an interval straddles 2%, or only some runs reach step 10,000)."
+        "For every augmented (non-equivariant) base run and its seed sweeps, per run: the checkpoints that count are "
+        "the learned ones, where held-out L_total < 0.5 x its step-0 value; read 100 L_equiv/L_total at the last "
+        "learned checkpoint at or before step 10,000 with its 95% interval (value ± 1.96 SE over held-out examples). "
+        "A run's verdict: not tested at this scale if it stops before step 10,000; inconclusive (not learned) if no "
+        "checkpoint up to 10,000 is learned; not reproduced if the lower bound is > 2%; reproduced if the upper bound "
+        "is ≤ 2%, except for a task whose estimate is a lower bound on the SO(3) L_equiv (the voxel coset "
+        "estimator), which gives inconclusive (lower bound only); inconclusive otherwise. Over the run set: not "
+        "reproduced if any run is; else inconclusive (run X failed) if a run diverged, failed or has no table; not "
+        "tested at this scale if every run is; reproduced if every run is; inconclusive otherwise. Per-task rows "
+        "apply the same rule to one task's runs."
     ),
     "robust_size": "The 2% rule above, applied to the base runs swept over model size and their size sweeps.",
     "robust_dataset": "The 2% rule above, applied to the base runs swept over num_train_molecules and those sweeps.",
     "robust_optimizer": "The 2% rule above, applied to the base runs swept over the optimizer and those sweeps.",
     "hessian_direction": (
-        "Per run in the Hessian table, at the last step with both losses: ratio r = kappa(L_mean)/kappa(L_equiv) for "
-        "kappa_10 and kappa_100 (where present), 95% interval r·exp(±1.96·sqrt((se_m/kappa_m)² + (se_e/kappa_e)²)). "
-        "Reproduced: every interval of every run lies above 1. Not reproduced: some interval lies below 1. "
-        "Inconclusive: otherwise, or no standard errors. Not tested: no Hessian table."
+        "Summary of the rows hessian_smoothness_<task> and hessian_conditioning_kappa10_<task> (and _kappa100_ "
+        "where computed). Reproduced: every row is reproduced. Not reproduced: some row is not reproduced and none "
+        "is reproduced. Mixed: some rows are reproduced and others not reproduced (the rows say which). "
+        "Inconclusive (not converged): some row is and no row decides. Inconclusive: otherwise. Not tested: no "
+        "Hessian table."
+    ),
+    "hessian_smoothness": (
+        "Per run of the task in the Hessian table and per analysed checkpoint: for each repeat r (its own held-out "
+        "batch and rotations, shared by both losses) d_r = log(lambda_max(L_mean)_r / lambda_max(L_equiv)_r), "
+        "lambda_max = the largest Hessian eigenvalue, used only if it converged for both losses in every repeat "
+        "(Ritz residual ≤ 1e-3·|lambda| and within 1% of a Lanczos run twice as long from another start vector). "
+        "Ratio exp(mean d), 95% interval exp(mean d ± t(0.975, n−1)·sd(d)/√n) over the n repeats. Every "
+        "checkpoint is listed; the verdict is read at each run's last one. Reproduced: every run's interval lies "
+        "above 1. Not reproduced: some interval lies below 1. Inconclusive (not converged): some run lacks "
+        "converged values in a repeat (or per-repeat rows). Inconclusive: otherwise (an interval contains 1, one "
+        "repeat, lambda_max ≤ 0). The ratio of lambda_max/L is listed, not judged: it grows without bound as "
+        "L_equiv → 0 while L_mean keeps a noise floor."
+    ),
+    "hessian_conditioning": (
+        "The rule of hessian_smoothness applied to kappa_k = lambda_1/lambda_k (k = 10; 100 where top_k ≥ 100), "
+        "used only if lambda_1 … lambda_k all converged for both losses in every repeat; a kappa_k with "
+        "lambda_k ≤ 0 (undefined) gives inconclusive."
     ),
     "hessian_1000x": (
-        "The same ratio, force-field runs only. Direction reproduced, magnitude X: every interval lies above 1 "
-        "(X = the ratio measured, to compare with the paper's ~1000x). Not reproduced: some interval lies below 1. "
-        "Inconclusive: otherwise. Not tested: no Hessian table or no force-field run in it."
+        "The conditioning readings (kappa_10, and kappa_100 where computed) of the force-field runs at their last "
+        "checkpoint, by the rule of hessian_conditioning. Direction reproduced, magnitude X [low, high]: every "
+        "interval lies above 1; X is the paired ratio with its 95% t interval, and the verdict says whether that "
+        "interval contains the paper's ~1000x. Not reproduced: some interval lies below 1. Inconclusive (not "
+        "converged) and inconclusive as in hessian_conditioning. Not tested: no force-field run in the Hessian "
+        "table."
     ),
     "efficiency_gap": (
         "Per task, the augmented and the equivariant base run are compared at the largest compute both reach "
@@ -72,18 +107,35 @@ RULES = {
         "in at least one task ('may reach lower loss'). Not reproduced: the equivariant loss is lower by that margin "
         "in every task. Inconclusive: otherwise. Not tested: no efficiency table."
     ),
-    "gradient_parameter_relation": (
-        "Per augmented base run with nonequivariant_parameter_sq_norm in its gradient table: Spearman rank "
-        "correlation between that norm and held-out L_equiv over checkpoints after step 0 (descriptive: checkpoints "
-        "of one trajectory are not independent). Reproduced: rho > 0 with p < 0.05 in every such run. "
-        "Not reproduced: rho < 0 with p < 0.05 in some run. Inconclusive: otherwise. Not tested: no gradient table "
-        "with that quantity."
+    "parameter_quadratic_relation": (
+        "Hypothesis that would be tested: L_equiv(theta) ≈ c ||theta_perp||^2, where theta = theta_E + theta_perp "
+        "splits the parameters into the subspace fixed by the rotation action on parameters and the rest, with theta_E "
+        "itself a working equivariant model. Not testable for this architecture: for every augmented model here "
+        "either no linear rotation action on its parameters is implemented (message passing has none; a U-Net has "
+        "one for the 24 cube rotations, rotating its kernels, not built here) or, "
+        "for the transformer, theta_E zeroes the coordinate embedding and vector heads (E_g[R] = 0), so theta_E is "
+        "the degenerate model that ignores coordinates and ||theta_perp||^2 is the norm of those weights, which "
+        "grows in any run that learns to use coordinates. A local test near theta_E (L_equiv(theta_E + s "
+        "theta_perp) against s) is quadratic in s for any smooth model, so it is no test either. The Spearman "
+        "correlation over checkpoints (exact or permutation p) is reported as a description only. Not tested: no "
+        "augmented base run."
     ),
     "test_time_twirling": (
-        "At the last checkpoint of every augmented base run with twirled-loss rows, for every k with 1 < k < K "
-        "(k = 1 and k = K equal the prediction by construction of the estimators): |measured − (L_mean + "
-        "L_equiv/k)| ≤ 3 × sqrt(SE_measured² + SE_predicted²). Reproduced: all agree. Not reproduced: some differ "
-        "by more. Inconclusive: a standard error is missing. Not tested: no run with 1 < k < K."
+        "Per task, every augmented base run against every equivariant base run, both evaluated on the same held-out "
+        "examples, for k = 1, 2, 4, 8. n = the examples both were evaluated on. Cost of a checkpoint at step s "
+        "(core-seconds on CPU, GPU-seconds on GPU): (s × seconds_per_step + k × n × forward_seconds_per_example) "
+        "× threads for the augmented model averaged over k twirling rotations, the same with k = 1 for the "
+        "equivariant model (no threads factor on GPU; both from the efficiency benchmark). Budget B_k = the smaller "
+        "of the two models' largest checkpoint costs; each model is read at its checkpoint with the largest cost "
+        "≤ B_k. Per example: d = twirled loss of the augmented model (k twirling Haar rotations, independent of "
+        "the decomposition's; voxels: k of the 24 cube rotations without replacement in the example's frame) − "
+        "L_total of the equivariant model; mean d ± its paired SE. Twirling wins at k when "
+        "mean d < −1.96 SE, the equivariant model when mean d > 1.96 SE. Reproduced: twirling wins for some k "
+        "(the k are named). Not reproduced: every pair was compared at each of k = 1, 2, 4, 8 and the equivariant "
+        "model wins at each. Inconclusive: otherwise. Not tested: no augmented/equivariant pair of a task with "
+        "per-example tables and inference timings. Value: the largest equivariant − twirled augmented loss over "
+        "pairs and k, with its 95% interval (± 1.96 paired SE). Also reported, not judged: whether twirling "
+        "narrows the gap, the per-example (d at k) − (d at k = 1), ± 1.96 paired SE."
     ),
 }
 
@@ -111,15 +163,57 @@ class Claim:
 class PercentReading:
     run: str
     reached: bool  # the run trained to at least CLAIM_STEP
-    step: int  # checkpoint read (last <= CLAIM_STEP)
+    step: int  # checkpoint read: the last learned checkpoint at or before CLAIM_STEP (else the last one at or before)
     value: float
     low: float
     high: float
     last_step: int
     last_value: float
     last_se: float
-    first_below: int | None  # first checkpoint whose upper bound is <= THRESHOLD
-    stays_below: int | None = None  # first checkpoint from which every upper bound is <= THRESHOLD
+    first_below: int | None  # first learned checkpoint whose upper bound is <= THRESHOLD
+    stays_below: int | None = None  # first learned checkpoint from which every upper bound is <= THRESHOLD
+    learned: bool = True  # L_total at the read checkpoint < LEARNED_FRACTION x L_total at step 0
+    lower_bound_only: bool = False  # the task's estimate is a lower bound on the SO(3) L_equiv (coset design)
+    status: str = FINISHED  # the run's training outcome (manifest status)
+
+    @property
+    def verdict(self) -> str:
+        """This run's own verdict under the 2% rule."""
+        if self.status != FINISHED:
+            return f"{INCONCLUSIVE} (run {self.status})"
+        if not self.reached:
+            return NOT_AT_SCALE
+        if not self.learned:
+            return f"{INCONCLUSIVE} (not learned by step {self.step})"
+        if self.low > THRESHOLD:
+            return NOT_REPRODUCED
+        if self.high <= THRESHOLD:
+            return f"{INCONCLUSIVE} (lower bound only)" if self.lower_bound_only else REPRODUCED
+        return INCONCLUSIVE
+
+
+def run_status(run: RunInfo) -> str:
+    """The run's training outcome: "finished", or e.g. "diverged" / "not trained" (the run has no manifest)."""
+    return str(getattr(run, "status", FINISHED))
+
+
+def learned_steps(table: pd.DataFrame, run: str) -> set[int]:
+    """Checkpoints at which the run has learned: held-out L_total below LEARNED_FRACTION of its step-0 value.
+
+    At step 0 L_total is large, so any L_equiv is a small share of it: a percentage read there says nothing about
+    learned equivariance. Without a step-0 checkpoint no checkpoint counts."""
+    total = series(table, run, "total")
+    initial = total.loc[total["step"] == 0, "value"]
+    if initial.empty or not np.isfinite(initial.iloc[0]):
+        return set()
+    return {int(s) for s in total.loc[total["value"] < LEARNED_FRACTION * float(initial.iloc[0]), "step"]}
+
+
+def lower_bound_only(task: str) -> bool:
+    """Whether a task's L_equiv estimate is a lower bound on the SO(3) value (the octahedral coset estimator)."""
+    from eqdyn.tasks import TASKS  # the task knows its evaluation design
+
+    return task in TASKS and TASKS[task].evaluation_design == "octahedral_coset"
 
 
 def percent_reading(table: pd.DataFrame, run: RunInfo) -> PercentReading | None:
@@ -128,12 +222,15 @@ def percent_reading(table: pd.DataFrame, run: RunInfo) -> PercentReading | None:
         return None
     high = curve["value"] + Z95 * curve["stderr"]
     low = curve["value"] - Z95 * curve["stderr"]
+    learned = curve["step"].isin(learned_steps(table, run.name))
     last_step = int(curve["step"].max())
     trained_to = max([last_step, *run.checkpoint_steps])
-    at = curve[curve["step"] <= CLAIM_STEP].index[-1]
-    below = curve.loc[high <= THRESHOLD, "step"]
-    above = curve.loc[~(high <= THRESHOLD), "step"]
-    after = curve.loc[curve["step"] > above.max(), "step"] if len(above) else curve["step"]
+    window = curve["step"] <= CLAIM_STEP
+    at = curve[window & learned].index[-1] if (window & learned).any() else curve[window].index[-1]
+    below = curve.loc[learned & (high <= THRESHOLD), "step"]
+    above = curve.loc[learned & ~(high <= THRESHOLD), "step"]
+    counted = curve.loc[learned, "step"]
+    after = counted[counted > above.max()] if len(above) else counted
     last = curve.index[-1]
     return PercentReading(
         run=run.name, reached=trained_to >= CLAIM_STEP, step=int(curve.loc[at, "step"]),
@@ -141,19 +238,31 @@ def percent_reading(table: pd.DataFrame, run: RunInfo) -> PercentReading | None:
         last_value=float(curve.loc[last, "value"]), last_se=float(curve.loc[last, "stderr"]),
         first_below=int(below.iloc[0]) if len(below) else None,
         stays_below=int(after.iloc[0]) if len(after) else None,
+        learned=bool(learned[at]), lower_bound_only=lower_bound_only(run.task), status=run_status(run),
     )  # fmt: skip
 
 
+def missing_reading(run: RunInfo) -> PercentReading:
+    """A run of the claim's run set without a decomposition table: it can only make the verdict inconclusive."""
+    status = run_status(run) if run_status(run) != FINISHED else "has no decomposition table"
+    nan = float("nan")
+    return PercentReading(run.name, False, 0, nan, nan, nan, 0, nan, nan, None, None, False,
+                          lower_bound_only(run.task), status)  # fmt: skip
+
+
 def percent_verdict(readings: Sequence[PercentReading]) -> str:
-    """The 2% rule (RULES['equiv_2_percent'])."""
+    """The 2% rule (RULES['equiv_2_percent']) over a run set, from each run's own verdict."""
     if not readings:
         return NOT_TESTED
-    reached = [r for r in readings if r.reached]
-    if any(r.low > THRESHOLD for r in reached):
+    verdicts = [r.verdict for r in readings]
+    if NOT_REPRODUCED in verdicts:
         return NOT_REPRODUCED
-    if not reached:
+    failed = [r.run for r in readings if r.status != FINISHED]
+    if failed:
+        return f"{INCONCLUSIVE} (run {', '.join(failed)} failed)"
+    if all(v == NOT_AT_SCALE for v in verdicts):
         return NOT_AT_SCALE
-    if len(reached) == len(readings) and all(r.high <= THRESHOLD for r in reached):
+    if all(v == REPRODUCED for v in verdicts):
         return REPRODUCED
     return INCONCLUSIVE
 
@@ -161,30 +270,40 @@ def percent_verdict(readings: Sequence[PercentReading]) -> str:
 def describe_percent(readings: Sequence[PercentReading]) -> str:
     parts = []
     for r in readings:
+        if r.status != FINISHED:
+            parts.append(f"{r.run}: run {r.status}")
+            continue
         text = f"{r.run}: {r.value:.3g}% [{r.low:.3g}, {r.high:.3g}] at step {r.step}"
+        if not r.learned:
+            text += " (not learned: L_total not below half its step-0 value at any checkpoint up to here)"
+        if r.lower_bound_only:
+            text += " (coset estimate: a lower bound on the SO(3) share)"
         if r.step != r.last_step:
             text += f"; {r.last_value:.3g} ± {r.last_se:.2g}% at last step {r.last_step}"
         if r.first_below is None:
-            text += "; upper bound never ≤ 2%"
+            text += "; upper bound never ≤ 2% at a learned checkpoint"
         else:
-            text += f"; upper bound ≤ 2% first at step {r.first_below}"
+            text += f"; upper bound ≤ 2% first at learned step {r.first_below}"
             if r.stays_below is not None and r.stays_below != r.first_below:
-                text += f", at every checkpoint from step {r.stays_below}"
+                text += f", at every learned checkpoint from step {r.stays_below}"
             elif r.stays_below is None:
                 text += ", but above 2% again at the last checkpoint"
         if not r.reached:
             text += f" (trained to step {r.last_step} < {CLAIM_STEP})"
-        parts.append(text)
+        parts.append(f"{text} → {r.verdict}")
     return " | ".join(parts)
 
 
-def percent_claim(cid: str, provenance: str, statement: str, readings: list[PercentReading]) -> Claim:
-    worst = max(readings, key=lambda r: r.high) if readings else None
+def percent_claim(
+    cid: str, provenance: str, statement: str, readings: list[PercentReading], rule: str | None = None
+) -> Claim:
+    judged = [r for r in readings if np.isfinite(r.high)]
+    worst = max(judged, key=lambda r: r.high) if judged else None
     return Claim(
         id=cid, provenance=provenance, claim=statement,
         measured=describe_percent(readings) if readings else "no augmented run with a decomposition table",
         value=worst.value if worst else None, ci_low=worst.low if worst else None,
-        ci_high=worst.high if worst else None, verdict=percent_verdict(readings), rule=RULES[cid],
+        ci_high=worst.high if worst else None, verdict=percent_verdict(readings), rule=rule or RULES[cid],
         runs=" ".join(r.run for r in readings),
     )  # fmt: skip
 
@@ -204,50 +323,106 @@ def sweep_runs(runs: dict[str, RunInfo], factor: str) -> list[RunInfo]:
 
 
 def readings_for(table: pd.DataFrame, chosen: list[RunInfo]) -> list[PercentReading]:
-    return [reading for run in chosen if (reading := percent_reading(table, run)) is not None]
+    """A reading per chosen run; a run without a table is kept as a missing reading, never dropped."""
+    return [percent_reading(table, run) or missing_reading(run) for run in chosen]
 
 
 # ------------------------------------------------------------------------------------------------------ Hessian
 
 
+MIXED = "mixed"
+NOT_CONVERGED = f"{INCONCLUSIVE} (not converged)"
+HESSIAN_LOSSES = ("mean", "equiv")
+# (claim-id part, quantity compared): one row per definition and task
+HESSIAN_DEFINITIONS = (("smoothness", "lambda_max"), ("conditioning_kappa10", "kappa_10"),
+                       ("conditioning_kappa100", "kappa_100"))  # fmt: skip
+
+
 @dataclass
 class KappaRatio:
+    """One run's paired comparison of a Hessian quantity (lambda_max or kappa_k) of L_mean and L_equiv at one step:
+    ratio = exp(mean_r log(q_mean,r / q_equiv,r)) over repeats r, with its 95% t interval (n - 1 dof). ``status`` is
+    "above" / "below" (the interval excludes 1 on that side), "straddles", or why there is no verdict."""
+
     run: str
-    kappa: str
+    kappa: str  # the quantity compared: lambda_max, kappa_10 or kappa_100
     step: int
     ratio: float
     low: float
     high: float
+    repeats: int = 0
+    status: str = "straddles"
+    sharpness_ratio: float = float("nan")  # lambda_max / L of L_mean over that of L_equiv (reported, not judged)
 
 
-def kappa_ratios(hessian: pd.DataFrame) -> list[KappaRatio]:
+def _per_repeat(rows: pd.DataFrame, loss: str, quantity: str) -> pd.Series:
+    """One loss's per-repeat values of a quantity, indexed by repeat (empty for a table without per-repeat rows)."""
+    if "repeat" not in rows:
+        return pd.Series(dtype=float)
+    chosen = rows[(rows["loss"] == loss) & (rows["quantity"] == quantity) & rows["repeat"].notna()]
+    return pd.Series(pd.to_numeric(chosen["value"], errors="coerce").to_numpy(),
+                     index=chosen["repeat"].astype(int).to_numpy())  # fmt: skip
+
+
+def paired_ratio(rows: pd.DataFrame, run: str, step: int, quantity: str) -> KappaRatio:
+    """RULES['hessian_smoothness'] / ['hessian_conditioning'] at one run and step: the paired t interval of the
+    per-repeat log ratio, from converged values only."""
+    at = rows[rows["step"] == step]
+    flag = "lambda_max_converged" if quantity == "lambda_max" else f"{quantity}_converged"
+    mean, equiv = _per_repeat(at, "mean", quantity), _per_repeat(at, "equiv", quantity)
+    repeats = sorted(set(mean.index) & set(equiv.index))
+    nan = float("nan")
+    reading = KappaRatio(run, quantity, step, nan, nan, nan, len(repeats))
+    sharp_m, sharp_e = _per_repeat(at, "mean", "sharpness"), _per_repeat(at, "equiv", "sharpness")
+    if len(set(sharp_m.index) & set(sharp_e.index)):
+        common = sorted(set(sharp_m.index) & set(sharp_e.index))
+        with np.errstate(all="ignore"):
+            reading.sharpness_ratio = float(np.exp(np.mean(np.log(sharp_m[common] / sharp_e[common]))))
+    if not repeats:
+        reading.status = "no per-repeat values"
+        return reading
+    flags = [_per_repeat(at, loss, flag).reindex(repeats) for loss in HESSIAN_LOSSES]
+    if any(f.isna().any() or (f < 1).any() for f in flags):
+        reading.status = "not converged"
+        return reading
+    m, e = mean[repeats].to_numpy(dtype=float), equiv[repeats].to_numpy(dtype=float)
+    if not (np.isfinite(m).all() and np.isfinite(e).all() and (m > 0).all() and (e > 0).all()):
+        reading.status = "not positive"
+        return reading
+    logs = np.log(m / e)
+    reading.ratio = float(np.exp(logs.mean()))
+    if len(logs) < 2:
+        reading.status = "one repeat"
+        return reading
+    half = float(stats.t.ppf(0.975, len(logs) - 1)) * float(logs.std(ddof=1)) / np.sqrt(len(logs))
+    reading.low, reading.high = float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+    reading.status = "above" if reading.low > 1 else ("below" if reading.high < 1 else "straddles")
+    return reading
+
+
+def kappa_ratios(hessian: pd.DataFrame, quantity: str = "kappa_10", last_only: bool = True) -> list[KappaRatio]:
+    """Per run with the quantity for both losses: the paired reading at its last step (or at every step)."""
     out = []
     for run, rows in hessian.groupby("run", sort=False):
-        for kappa in ("kappa_10", "kappa_100"):
-            q = rows[rows["quantity"] == kappa]
-            mean, equiv = q[q["loss"] == "mean"].set_index("step"), q[q["loss"] == "equiv"].set_index("step")
-            steps = sorted(set(mean.index) & set(equiv.index))
-            if not steps:
-                continue
-            step = steps[-1]
-            km, ke = float(mean.loc[step, "value"]), float(equiv.loc[step, "value"])
-            sm = pd.to_numeric(pd.Series([mean.loc[step, "stderr"]]), errors="coerce").iloc[0]
-            se_ = pd.to_numeric(pd.Series([equiv.loc[step, "stderr"]]), errors="coerce").iloc[0]
-            ratio = km / ke
-            spread = np.sqrt((sm / km) ** 2 + (se_ / ke) ** 2)
-            low, high = (ratio * np.exp(-Z95 * spread), ratio * np.exp(Z95 * spread)) if np.isfinite(spread) else (
-                float("nan"), float("nan"))  # fmt: skip
-            out.append(KappaRatio(str(run), kappa, int(step), ratio, float(low), float(high)))
+        have = rows[rows["quantity"] == quantity]
+        steps = sorted(set(have.loc[have["loss"] == "mean", "step"]) & set(have.loc[have["loss"] == "equiv", "step"]))
+        for step in steps[-1:] if last_only else steps:
+            out.append(paired_ratio(rows, str(run), int(step), quantity))
     return out
 
 
 def ratio_verdict(ratios: Sequence[KappaRatio]) -> str:
+    """Over the runs' readings at their last step: not reproduced if an interval lies below 1; reproduced if every
+    interval lies above 1; inconclusive (not converged) if a reading lacks converged values; inconclusive otherwise
+    (an interval contains 1, fewer than two repeats, a value <= 0)."""
     if not ratios:
         return NOT_TESTED
-    if any(np.isfinite(r.high) and r.high < 1 for r in ratios):
+    if any(r.status == "below" for r in ratios):
         return NOT_REPRODUCED
-    if all(np.isfinite(r.low) and r.low > 1 for r in ratios):
+    if all(r.status == "above" for r in ratios):
         return REPRODUCED
+    if any(r.status in ("not converged", "no per-repeat values") for r in ratios):
+        return NOT_CONVERGED
     return INCONCLUSIVE
 
 
@@ -255,12 +430,73 @@ def _magnitude(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
+def _describe(r: KappaRatio) -> str:
+    text = f"step {r.step}: "
+    if np.isfinite(r.low):
+        text += f"{r.ratio:.3g}x [{r.low:.3g}, {r.high:.3g}] ({r.repeats} repeats)"
+    elif np.isfinite(r.ratio):
+        text += f"{r.ratio:.3g}x, {r.status}"
+    else:
+        text += r.status
+    if r.kappa == "lambda_max" and np.isfinite(r.sharpness_ratio):
+        text += f", lambda_max/L ratio {r.sharpness_ratio:.3g}x (not judged)"
+    return text
+
+
 def describe_ratios(ratios: Sequence[KappaRatio]) -> str:
-    return " | ".join(f"{r.run} {r.kappa} at step {r.step}: {r.ratio:.3g}x [{r.low:.3g}, {r.high:.3g}]"
-                      for r in ratios)  # fmt: skip
+    """Per run and quantity, every step's reading, e.g. "run kappa_10 L_mean/L_equiv step 300: 5.2x [4.1, 6.6]
+    (5 repeats); step 3000: ..."."""
+    groups: dict[tuple[str, str], list[KappaRatio]] = {}
+    for r in ratios:
+        groups.setdefault((r.run, r.kappa), []).append(r)
+    return " | ".join(f"{run} {quantity} L_mean/L_equiv " + "; ".join(_describe(r) for r in rows)
+                      for (run, quantity), rows in groups.items())  # fmt: skip
+
+
+def _worst(ratios: Sequence[KappaRatio]) -> KappaRatio | None:
+    return min(ratios, key=lambda r: r.low if np.isfinite(r.low) else -np.inf) if ratios else None
+
+
+def _reading_claim(cid: str, provenance: str, statement: str, rule: str, every: list[KappaRatio],
+                   last: list[KappaRatio], verdict: str | None = None) -> Claim:  # fmt: skip
+    worst = _worst(last)
+    ratio, low, high = (_finite(worst.ratio), _finite(worst.low), _finite(worst.high)) if worst else (None,) * 3
+    return Claim(cid, provenance, statement, describe_ratios(every) or "no rows for both losses", ratio, low, high,
+                 verdict or ratio_verdict(last), rule, " ".join(dict.fromkeys(r.run for r in last)))  # fmt: skip
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def direction_verdict(verdicts: Sequence[str]) -> str:
+    """The summary over the (definition x task) rows: reproduced / not reproduced if every row says so; mixed if
+    some rows are reproduced and others not reproduced; inconclusive (not converged) if a row is and no row
+    decides the direction; inconclusive otherwise."""
+    tested = [v for v in verdicts if v != NOT_TESTED]
+    if not tested:
+        return NOT_TESTED
+    if all(v == REPRODUCED for v in tested):
+        return REPRODUCED
+    if all(v == NOT_REPRODUCED for v in tested):
+        return NOT_REPRODUCED
+    if REPRODUCED in tested and NOT_REPRODUCED in tested:
+        return MIXED
+    if NOT_REPRODUCED in tested:  # a row contradicts the claim and none confirms it
+        return NOT_REPRODUCED
+    if NOT_CONVERGED in tested:
+        return NOT_CONVERGED
+    return INCONCLUSIVE
 
 
 def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> list[Claim]:
+    """The summary row hessian_direction, one row per (definition x task) (smoothness on lambda_max, conditioning
+    on kappa_10 and, where computed, kappa_100), and hessian_1000x (force field).
+
+    Separate rows, never an average (DESIGN.md, "Hessians and condition numbers"): on dense Hessians of small models
+    the direction of kappa_10(L_mean)/kappa_10(L_equiv) flips with model size, and smoothness and conditioning can
+    disagree; a row per definition and task, every checkpoint listed, lets the table show it, and the summary says
+    "mixed" when decided rows disagree."""
     statement_a = "The loss landscape of L_equiv is smoother and better conditioned than that of L_mean."
     statement_s = "About 1000x lower Hessian condition number for L_equiv than for L_mean in force-field prediction."
     if hessian is None or hessian.empty:
@@ -268,26 +504,46 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
                       RULES["hessian_direction"], ""),
                 Claim("hessian_1000x", "[S]", statement_s, "no Hessian table", None, None, None, NOT_TESTED,
                       RULES["hessian_1000x"], "")]  # fmt: skip
-    ratios = kappa_ratios(hessian)
-    claims = []
-    primary = min(ratios, key=lambda r: r.low if np.isfinite(r.low) else -np.inf) if ratios else None
-    claims.append(Claim(
-        "hessian_direction", "[A]", statement_a, describe_ratios(ratios) or "no kappa rows",
-        primary.ratio if primary else None, primary.low if primary else None, primary.high if primary else None,
-        ratio_verdict(ratios), RULES["hessian_direction"], " ".join(dict.fromkeys(r.run for r in ratios)),
-    ))  # fmt: skip
-    force = [r for r in ratios if r.run in runs and runs[r.run].task == "force_field"]
-    verdict = ratio_verdict(force)
+    task_of = {name: runs[name].task if name in runs else "unknown" for name in dict.fromkeys(hessian["run"])}
+    rows: list[Claim] = []
+    for task in sorted(set(task_of.values())):
+        table = hessian[hessian["run"].map(task_of) == task]
+        for part, quantity in HESSIAN_DEFINITIONS:
+            if not (table["quantity"] == quantity).any():
+                continue
+            every = kappa_ratios(table, quantity, last_only=False)
+            last = kappa_ratios(table, quantity)
+            if part == "smoothness":
+                statement = f"L_equiv's loss landscape is smoother (smaller lambda_max) than L_mean's ({task})."
+                rule = RULES["hessian_smoothness"]
+            else:
+                statement = f"L_equiv's Hessian is better conditioned ({quantity}) than L_mean's ({task})."
+                rule = RULES["hessian_conditioning"]
+            rows.append(_reading_claim(f"hessian_{part}_{task}", "[A]", statement, rule, every, last))
+    verdict = direction_verdict([c.verdict for c in rows])
+    summary = " | ".join(f"{c.id}: {c.verdict}" for c in rows) or "no lambda_max or kappa rows"
+    worst = min((c for c in rows if c.ci_low is not None), key=lambda c: c.ci_low, default=None)
+    claims = [Claim("hessian_direction", "[A]", statement_a, summary, worst.value if worst else None,
+                    worst.ci_low if worst else None, worst.ci_high if worst else None, verdict,
+                    RULES["hessian_direction"], " ".join(dict.fromkeys(task_of)))]  # fmt: skip
+    claims += rows
+    force_table = hessian[hessian["run"].map(task_of) == "force_field"]
+    every, last = [], []
+    for quantity in ("kappa_10", "kappa_100"):
+        if (force_table["quantity"] == quantity).any():
+            every += kappa_ratios(force_table, quantity, last_only=False)
+            last += kappa_ratios(force_table, quantity)
+    verdict = ratio_verdict(last)
     if verdict == REPRODUCED:
-        magnitudes = ", ".join(f"{r.kappa} {_magnitude(r.ratio)}x" for r in force)
-        verdict = f"direction reproduced, magnitude {magnitudes} (paper ~{PAPER_KAPPA_RATIO:.0f}x)"
-    primary = min(force, key=lambda r: r.low if np.isfinite(r.low) else -np.inf) if force else None
-    claims.append(Claim(
-        "hessian_1000x", "[S]", statement_s,
-        describe_ratios(force) or "no force-field run in the Hessian table",
-        primary.ratio if primary else None, primary.low if primary else None, primary.high if primary else None,
-        verdict, RULES["hessian_1000x"], " ".join(dict.fromkeys(r.run for r in force)),
-    ))  # fmt: skip
+        magnitudes = "; ".join(
+            f"{r.kappa} {_magnitude(r.ratio)}x [{_magnitude(r.low)}, {_magnitude(r.high)}], which "
+            f"{'contains' if r.low <= PAPER_KAPPA_RATIO <= r.high else 'excludes'} the paper's "
+            f"~{PAPER_KAPPA_RATIO:,.0f}x" for r in last)  # fmt: skip
+        verdict = f"direction reproduced, magnitude {magnitudes}"
+    claim = _reading_claim("hessian_1000x", "[S]", statement_s, RULES["hessian_1000x"], every, last, verdict)
+    if not last:
+        claim.measured, claim.verdict = "no force-field run in the Hessian table", NOT_TESTED
+    claims.append(claim)
     return claims
 
 
@@ -355,86 +611,136 @@ def efficiency_claim(efficiency: pd.DataFrame | None, table: pd.DataFrame, runs:
 # ----------------------------------------------------------------------------------------- gradients, twirling
 
 
+def exact_spearman(x: Sequence[float], y: Sequence[float], resamples: int = 20_000) -> tuple[float, float]:
+    """Spearman rho and its two-sided permutation p-value: exact (every pairing enumerated) when n! <= resamples,
+    else Monte Carlo with a fixed seed. The asymptotic p of ``spearmanr`` is wrong for a handful of checkpoints
+    (4 checkpoints in perfect order: asymptotic p = 0, exact p = 2/24 = 0.083)."""
+    rx, ry = stats.rankdata(x), stats.rankdata(y)
+    rx = (rx - rx.mean()) / np.linalg.norm(rx - rx.mean())
+
+    def rho(ranks: np.ndarray, axis: int = -1) -> np.ndarray:  # Pearson correlation of ranks (ties: mid-ranks)
+        centred = ranks - ranks.mean(axis=axis, keepdims=True)
+        return (centred @ rx) / np.linalg.norm(centred, axis=axis)
+
+    result = stats.permutation_test((ry,), rho, permutation_type="pairings", vectorized=True, n_resamples=resamples,
+                                    rng=0)  # fmt: skip
+    return float(result.statistic), float(result.pvalue)
+
+
 def gradient_claim(gradients: pd.DataFrame | None, table: pd.DataFrame, runs: dict[str, RunInfo]) -> Claim:
     statement = (
-        "Relations between relative equivariance error, gradients and parameters (tested here: held-out "
-        "L_equiv rises with the squared norm of the non-equivariant part of the parameters)."
+        "A quadratic relationship between the equivariance error and the non-equivariant part of the parameters "
+        "in a decomposed parameter space."
     )
-    have = (gradients is not None and not gradients.empty
-            and (gradients["quantity"] == "nonequivariant_parameter_sq_norm").any())  # fmt: skip
-    if not have:
-        return Claim("gradient_parameter_relation", "[A]", statement,
-                     "no gradient table with nonequivariant_parameter_sq_norm", None, None, None, NOT_TESTED,
-                     RULES["gradient_parameter_relation"], "")  # fmt: skip
-    results, texts = [], []
-    for run in sorted(set(gradients["run"])):
-        info = runs.get(run)
-        if info is None or info.equivariant or not info.is_base:
+    augmented = sorted((r for r in runs.values() if r.is_base and not r.equivariant), key=lambda r: r.name)
+    if not augmented:
+        return Claim("parameter_quadratic_relation", "[S]", statement, "no augmented base run", None, None, None,
+                     NOT_TESTED, RULES["parameter_quadratic_relation"], "")  # fmt: skip
+    have_table = gradients is not None and not gradients.empty
+    norms = (gradients[gradients["quantity"] == "nonequivariant_parameter_sq_norm"] if have_table
+             else pd.DataFrame(columns=["run", "step", "value"]))  # fmt: skip
+    texts = []
+    for run in augmented:
+        norm = norms[norms["run"] == run.name]
+        if norm.empty:
+            texts.append(f"{run.name} ({run.family}): no linear rotation action on its parameters in this pipeline, "
+                         "so no decomposed parameter space")  # fmt: skip
             continue
-        norm = gradients[(gradients["run"] == run) & (gradients["quantity"] == "nonequivariant_parameter_sq_norm")]
-        joined = norm[["step", "value"]].merge(series(table, run, "equiv"), on="step", suffixes=("_norm", "_equiv"))
+        text = (f"{run.name} ({run.family}): theta_E (the rotation-fixed parameters) zeroes the coordinate embedding "
+                "and vector heads, i.e. the model that ignores coordinates, so ||theta_perp||^2 grows with any use of "
+                "coordinates")  # fmt: skip
+        joined = norm[["step", "value"]].merge(series(table, run.name, "equiv"), on="step", suffixes=("_norm", "_eq"))
         joined = joined[joined["step"] > 0]
-        if len(joined) < 3:
-            texts.append(f"{run}: fewer than 3 checkpoints")
-            results.append((run, float("nan"), float("nan")))
-            continue
-        if joined["value_norm"].nunique() < 2 or joined["value_equiv"].nunique() < 2:
-            texts.append(f"{run}: constant over checkpoints, no rank correlation")
-            results.append((run, float("nan"), float("nan")))
-            continue
-        rho, p = stats.spearmanr(joined["value_norm"], joined["value_equiv"])
-        results.append((run, float(rho), float(p)))
-        texts.append(f"{run}: Spearman rho {rho:.3g} (p = {p:.2g}, {len(joined)} checkpoints)")
-    if not results:
-        verdict = NOT_TESTED
-    elif any(rho < 0 and p < SPEARMAN_ALPHA for _, rho, p in results):
-        verdict = NOT_REPRODUCED
-    elif all(rho > 0 and p < SPEARMAN_ALPHA for _, rho, p in results):
-        verdict = REPRODUCED
-    else:
-        verdict = INCONCLUSIVE
-    weakest = min(results, key=lambda x: x[1] if np.isfinite(x[1]) else -np.inf) if results else None
-    return Claim("gradient_parameter_relation", "[A]", statement, " | ".join(texts) or "no augmented base run",
-                 weakest[1] if weakest else None, None, None, verdict, RULES["gradient_parameter_relation"],
-                 " ".join(r for r, _, _ in results))  # fmt: skip
+        if len(joined) >= 3 and joined["value_norm"].nunique() > 1 and joined["value_eq"].nunique() > 1:
+            rho, p = exact_spearman(joined["value_norm"], joined["value_eq"])
+            text += (f"; descriptive only: Spearman rho(||theta_perp||^2, L_equiv) = {rho:.3g} over {len(joined)} "
+                     f"checkpoints, permutation p = {p:.2g}")  # fmt: skip
+        texts.append(text)
+    return Claim("parameter_quadratic_relation", "[S]", statement, " | ".join(texts), None, None, None, NOT_TESTABLE,
+                 RULES["parameter_quadratic_relation"], " ".join(r.name for r in augmented))  # fmt: skip
 
 
-def twirling_claim(table: pd.DataFrame, runs: dict[str, RunInfo]) -> Claim:
+def twirling_claim(
+    table: pd.DataFrame,
+    runs: dict[str, RunInfo],
+    efficiency: pd.DataFrame | None = None,
+    examples: pd.DataFrame | None = None,
+) -> Claim:
+    """RULES['test_time_twirling']: the twirled augmented model against the equivariant one at matched cost."""
+    from eqdyn.figures.twirling_remedy import TWIRL_KS, cost_unit, has_inference_timings, matched_comparisons
+
     statement = (
-        "Test-time twirling as a remedy: averaging k rotated predictions has expected loss L_mean + L_equiv / k."
+        "Test-time twirling as a remedy: averaging an augmented model's predictions over k rotations narrows the "
+        "efficiency gap to equivariant models."
     )
-    checks, texts, used = [], [], []
-    for run in sorted((r for r in runs.values() if r.is_base and not r.equivariant), key=lambda r: r.name):
-        rows = table[(table["run"] == run.name) & table["quantity"].isin(["twirled_loss", "twirled_loss_predicted"])]
-        if rows.empty:
-            continue
-        step = int(rows["step"].max())
-        at = rows[rows["step"] == step]
-        measured = at[at["quantity"] == "twirled_loss"].set_index("k")
-        predicted = at[at["quantity"] == "twirled_loss_predicted"].set_index("k")
-        k_max = measured.index.max()
-        for k in measured.index:
-            if k <= 1 or k >= k_max:
-                continue
-            difference = float(measured.loc[k, "value"] - predicted.loc[k, "value"])
-            se = float(np.sqrt(measured.loc[k, "stderr"] ** 2 + predicted.loc[k, "stderr"] ** 2))
-            z = abs(difference) / se if se > 0 else float("nan")
-            checks.append(z)
-            used.append(run.name)
-            texts.append(f"{run.name} step {step} k={int(k)}: {measured.loc[k, 'value']:.4g} vs "
-                         f"{predicted.loc[k, 'value']:.4g} ({z:.2f} SE)")  # fmt: skip
-    if not checks:
-        verdict = NOT_TESTED
-    elif any(not np.isfinite(z) for z in checks):
-        verdict = INCONCLUSIVE
-    elif all(z <= TWIRL_TOLERANCE_SE for z in checks):
+
+    def untested(reason: str) -> Claim:
+        return Claim("test_time_twirling", "[S]", statement, reason, None, None, None, NOT_TESTED,
+                     RULES["test_time_twirling"], "")  # fmt: skip
+
+    if not has_inference_timings(efficiency):
+        return untested("no efficiency table with inference timings (forward_seconds_per_example)")
+    if examples is None or examples.empty:
+        return untested("no per-example loss tables")
+    try:
+        unit = cost_unit(efficiency)
+    except ValueError as error:  # CPU and GPU timings mixed: no common cost unit
+        return untested(str(error))
+    comparisons, notes = matched_comparisons(examples, efficiency, runs)
+    if not comparisons:
+        return untested(" | ".join(notes) or "no augmented/equivariant base pair of a task with per-example tables")
+    texts = []
+    wins = [c for c in comparisons if c.outcome == "twirling"]
+    for c in comparisons:
+        text = (f"{c.task} k={c.k}, budget {c.budget:.3g} {unit}: {c.augmented} step {c.augmented_step} "
+                f"({c.augmented_cost:.3g}) {c.augmented_loss:.4g} vs {c.equivariant} step {c.equivariant_step} "
+                f"({c.equivariant_cost:.3g}) {c.equivariant_loss:.4g} "
+                f"(augmented − equivariant {c.difference:.3g} ± {Z95 * c.difference_se:.2g}, n={c.n}: {c.outcome}")
+        if c.k > 1:
+            text += f"; against k=1 {c.narrowing:.3g} ± {Z95 * c.narrowing_se:.2g}: {c.narrowing_outcome}"
+        texts.append(text + ")")  # fmt: skip
+    pairs = {(c.augmented, c.equivariant) for c in comparisons}
+    complete = all({c.k for c in comparisons if (c.augmented, c.equivariant) == pair} >= set(TWIRL_KS)
+                   for pair in pairs)  # fmt: skip
+    if wins:
         verdict = REPRODUCED
+        lead = "twirling lower at " + ", ".join(f"{c.task} k={c.k}" for c in wins)
+    elif complete and all(c.outcome == "equivariant" for c in comparisons):
+        verdict, lead = NOT_REPRODUCED, "equivariant lower at every k"
     else:
-        verdict = NOT_REPRODUCED
-    worst = max(checks) if checks else None
-    return Claim("test_time_twirling", "[A]", statement,
-                 " | ".join(texts) or "no augmented run with 1 < k < K twirled-loss rows", worst, None, None,
-                 verdict, RULES["test_time_twirling"], " ".join(dict.fromkeys(used)))  # fmt: skip
+        verdict, lead = INCONCLUSIVE, "no k where twirling is lower by > 1.96 paired SE"
+    best = max(comparisons, key=lambda c: -c.difference)  # equivariant − augmented, largest = best for twirling
+    return Claim("test_time_twirling", "[S]", statement, " | ".join([lead, *texts, *notes]), -best.difference,
+                 -best.difference - Z95 * best.difference_se, -best.difference + Z95 * best.difference_se, verdict,
+                 RULES["test_time_twirling"],
+                 " ".join(dict.fromkeys(n for c in comparisons for n in (c.augmented, c.equivariant))))  # fmt: skip
+
+
+TWIRLING_CHECK_RULE = (
+    "Code check, not a claim (it holds for every model): at each augmented base run's last checkpoint, for each k, "
+    "the loss of the model averaged over k twirling rotations (independent of the decomposition's rotations; "
+    "for voxels k of the 24 cube rotations without replacement) minus its expectation from the estimators "
+    "(L_mean + L_equiv/k; voxels L_mean + L_equiv (24 − k)/(23 k)), per example, with its paired SE. "
+    "Passed: every |mean| ≤ 3 paired SE. Failed: otherwise."
+)
+
+
+def twirling_unit_check(table: pd.DataFrame, runs: dict[str, RunInfo]) -> Claim:
+    """A descriptive row (TWIRLING_CHECK_RULE): the twirling code against its exact expectation."""
+    from eqdyn.figures.twirling_remedy import unit_checks
+
+    checks = unit_checks(table, runs)
+    statement = "Check of the twirling code: E[loss averaged over k rotations] = L_mean + L_equiv / k."
+    if not checks:
+        return Claim("twirling_code_check", "code", statement, "no twirling rows", None, None, None, NOT_TESTED,
+                     TWIRLING_CHECK_RULE, "")  # fmt: skip
+    zs = [abs(c.z) for c in checks]
+    verdict = "passed" if all(np.isfinite(z) and z <= TWIRL_TOLERANCE_SE for z in zs) else "failed"
+    texts = [f"{c.run} step {c.step} k={c.k}: {c.difference:.3g} ± {c.difference_se:.2g} ({c.z:.2f} paired SE)"
+             for c in checks]  # fmt: skip
+    worst = max(zs, key=lambda z: z if np.isfinite(z) else np.inf)
+    return Claim("twirling_code_check", "code", statement, " | ".join(texts), worst, None, None, verdict,
+                 TWIRLING_CHECK_RULE, " ".join(dict.fromkeys(c.run for c in checks)))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------- table
@@ -446,12 +752,19 @@ def build_claims(
     hessian: pd.DataFrame | None = None,
     gradients: pd.DataFrame | None = None,
     efficiency: pd.DataFrame | None = None,
+    examples: pd.DataFrame | None = None,
 ) -> list[Claim]:
-    """Every claim with its measurement and computed verdict."""
-    claims = [percent_claim(
-        "equiv_2_percent", "[A]",
-        "Non-equivariant models trained with rotation augmentation bring L_equiv to ≤ 2% of held-out loss within "
-        "1k-10k training steps.", readings_for(table, main_runs(runs)))]  # fmt: skip
+    """Every claim with its measurement and computed verdict (``examples``: the per-example loss tables)."""
+    statement = ("Non-equivariant models trained with rotation augmentation bring L_equiv to ≤ 2% of held-out loss "
+                 "within 1k-10k training steps.")  # fmt: skip
+    augmented = main_runs(runs)
+    claims = [percent_claim("equiv_2_percent", "[A]", statement, readings_for(table, augmented))]
+    for task in sorted({r.task for r in augmented}):
+        claims.append(percent_claim(
+            f"equiv_2_percent_{task}", "[A]", f"{statement} ({task})",
+            readings_for(table, [r for r in augmented if r.task == task]),
+            rule="The rule of equiv_2_percent, over this task's augmented base runs and their seed sweeps.",
+        ))  # fmt: skip
     for cid, provenance, factor, statement in (
         ("robust_size", "[A]/[S]", "size", "...robust to model size ([S] 1M-400M parameters)."),
         ("robust_dataset", "[A]/[S]", "num_train_molecules", "...robust to dataset size ([S] 500-1M samples)."),
@@ -464,11 +777,26 @@ def build_claims(
         if not chosen:
             claim.measured = f"no {factor} sweep in this study"
         claims.append(claim)
-    claims += hessian_claims(hessian, runs)
-    claims.append(efficiency_claim(efficiency, table, runs))
+    bases = [name for name, run in runs.items() if run.is_base]
+    hessian_runs = [] if hessian is None or hessian.empty else list(dict.fromkeys(hessian["run"]))
+    claims += [mark_failed(c, runs, hessian_runs) for c in hessian_claims(hessian, runs)]
+    claims.append(mark_failed(efficiency_claim(efficiency, table, runs), runs, bases))
     claims.append(gradient_claim(gradients, table, runs))
-    claims.append(twirling_claim(table, runs))
+    claims.append(mark_failed(twirling_claim(table, runs, efficiency, examples), runs, bases))
     return claims
+
+
+def mark_failed(claim: Claim, runs: dict[str, RunInfo], candidates: Sequence[str]) -> Claim:
+    """A claim whose run set includes a run that did not finish is at best inconclusive: dropping a run must never
+    turn a verdict into "reproduced". The run set is the claim's candidates and the runs it used."""
+    names = dict.fromkeys([*candidates, *claim.runs.split()])
+    failed = [name for name in names if name in runs and run_status(runs[name]) != FINISHED]
+    if failed:
+        notes = ", ".join(f"{name} {run_status(runs[name])}" for name in failed)
+        claim.measured = f"runs that did not finish: {notes}; {claim.measured}"
+        if claim.verdict.startswith((REPRODUCED, "direction reproduced")):
+            claim.verdict = f"{INCONCLUSIVE} (run {', '.join(failed)} failed)"
+    return claim
 
 
 def _scope(chosen: list[RunInfo], factor: str) -> str:
@@ -516,20 +844,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hessian", type=Path, nargs="*", default=None, help="Hessian tables (absent: not tested)")
     parser.add_argument("--gradients", type=Path, nargs="*", default=None, help="gradient tables")
     parser.add_argument("--efficiency", type=Path, default=None, help="efficiency table")
+    parser.add_argument("--examples", type=Path, nargs="*", default=None, help="per-example loss tables (.csv.gz)")
     parser.add_argument("--study", required=True, help="study name (config key `study`)")
     parser.add_argument("--configfiles", nargs="+", required=True, help="config file(s) of the study")
     parser.add_argument("--out-md", type=Path, required=True)
     parser.add_argument("--out-csv", type=Path, required=True)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     claims = build_claims(
         read_decomposition(args.decomposition), read_runs(args.runs, args.manifests),
         hessian=read_csvs(args.hessian) if args.hessian else None,
         gradients=read_csvs(args.gradients) if args.gradients else None,
         efficiency=read_csvs([args.efficiency]) if args.efficiency else None,
+        examples=read_example_tables(args.examples) if args.examples else None,
     )  # fmt: skip
     write_outputs(claims, args.out_md, args.out_csv, args.study, args.configfiles)
     for claim in claims:
-        print(f"{claim.id}: {claim.verdict}")
+        LOG.info("%s: %s", claim.id, claim.verdict)
     return 0
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from eqdyn.config import ConfigError, validate_config
+from eqdyn.config import validate_config
 from eqdyn.data import acquire, download
 from eqdyn.data.download import (
     RECORDED_CHECKSUMS,
@@ -239,9 +239,8 @@ def test_http_errors_name_the_url(server: Server, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("source", ["spice_download", "rmd17_download"])
-def test_unparsed_download_sources_are_refused_at_validation(source: str) -> None:
-    with pytest.raises(ConfigError, match=f"data.source: {source} is downloaded and verified by .*cannot be a study"):
-        validate_config({"data": {"source": source}})
+def test_dft_download_sources_are_accepted_at_validation(source: str) -> None:
+    assert validate_config({"data": {"source": source}})["data"]["source"] == source  # parsed since issue 14
 
 
 def test_registry_pins_urls_and_never_claims_unpublished_hashes() -> None:

@@ -15,6 +15,12 @@ Dataset .npz format (the interface of the training code; N = largest molecule of
 - force_field also: ``energy`` float64 [M] kcal/mol (raw labeller energy), ``energy_reference`` float64 [M]
   kcal/mol (lowest labeller energy of the molecule's unperturbed MMFF minima; train on energy - energy_reference),
   ``forces`` float32 [M, N, 3] kcal/mol/Å.
+- DFT sources (``rmd17_download``, ``spice_download``): force_field holds the provider's geometries and labels
+  (:mod:`eqdyn.data.dft_labels`; ``conformer_id`` = the provider's frame index, example_id = molecule_id * 1_000_000
+  + frame), and ``energy_reference`` = sum over atoms of per-element energies fitted by least squares on the train
+  split only. rMD17 keeps its official train/test frames (val drawn from the train frames, seeded); SPICE is split
+  by molecule like every source. With ``geom_drugs_download`` flow_matching holds GEOM's own conformers
+  (:mod:`eqdyn.data.geom_conformers`) instead of re-embedded ones.
 - voxel_denoising: the flow_matching arrays restricted to molecules whose every conformer fits, with a margin of
   2 * atom_sigma, inside the ball inscribed in the grid: max |x - centroid| + 2 sigma <= grid_size * resolution / 2.
 """
@@ -50,6 +56,14 @@ from eqdyn.data.common import (
     net_charge,
     quiet_rdkit,
     radical_electrons,
+)
+from eqdyn.data.dft_labels import (
+    LEVEL_OF_THEORY,
+    TEST,
+    TRAIN,
+    MissingReference,
+    fit_element_references,
+    reference_energies,
 )
 from eqdyn.data.labels import ENERGY_UNIT, FORCE_UNIT
 from eqdyn.io import atomic_open, save_npz, sha256_file, write_json
@@ -311,13 +325,62 @@ def describe(arrays_by_split: dict[str, dict[str, np.ndarray]]) -> dict[str, Any
     }
 
 
+def dft_rows_by_split(
+    arrays: dict[str, np.ndarray], molecule_split: dict[str, np.ndarray], config: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Rows of each split: the provider's official train/test frames where it has them (val drawn from train)."""
+    official = arrays["official_split"]
+    if not (official >= 0).any():
+        return {name: np.flatnonzero(np.isin(arrays["molecule_id"], ids)) for name, ids in molecule_split.items()}
+    candidates = np.flatnonzero(official == TRAIN)
+    fractions = config["split"]
+    val_fraction = fractions["val"] / max(fractions["train"] + fractions["val"], 1e-12)
+    order = np.random.default_rng(derive_seed(config["seed"], "dft_val", 0)).permutation(len(candidates))
+    n_val = round(val_fraction * len(candidates))
+    return {
+        "train": np.sort(candidates[order[n_val:]]),
+        "val": np.sort(candidates[order[:n_val]]),
+        "test": np.flatnonzero(official == TEST),
+    }
+
+
+def fit_dft_references(splits: dict[str, dict[str, np.ndarray]]) -> dict[str, Any]:
+    """Fit per-element references on the train split and write energy_reference into every split."""
+    train = splits["train"]
+    if not len(train["energy"]):
+        return {"element_references_kcal_per_mol": {}, "energy_reference": "not fitted: empty train split"}
+    references = fit_element_references(train["atomic_numbers"], train["energy"])
+    for arrays in splits.values():
+        arrays["energy_reference"] = reference_energies(arrays["atomic_numbers"], references)
+    table = Chem.GetPeriodicTable()
+    residual = train["energy"] - train["energy_reference"]
+    mask = train["mask"]
+    force_sq = (train["forces"].astype(np.float64) ** 2).sum(-1)[mask]
+    return {
+        "element_references_kcal_per_mol": {table.GetElementSymbol(z): e for z, e in references.items()},
+        "energy_reference": (
+            "sum over atoms of per-element energies fitted by least squares of energy on element counts over the "
+            "train split only (held-out labels never enter the fit)"
+        ),
+        "train_residual_std": float(residual.std(ddof=0)) if residual.size else None,
+        "rms_force": float(np.sqrt(force_sq.mean())) if force_sq.size else None,
+        "rms_force_definition": "sqrt(mean over real atoms of |F_i|^2), train split",
+    }
+
+
 def build(
     config: dict[str, Any],
     molecules: pd.DataFrame,
     conformer_shards: list[dict[str, np.ndarray]],
     label_shards: list[dict[str, np.ndarray]],
+    dft: dict[str, np.ndarray] | None = None,
+    geom: dict[str, np.ndarray] | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, np.ndarray]]], dict[str, dict[str, Any]]]:
-    """All task datasets and the task-specific manifest entries (without file hashes)."""
+    """All task datasets and the task-specific manifest entries (without file hashes).
+
+    ``dft`` (dft_labels.npz) replaces the MMFF force-field set; ``geom`` (geom_conformers.npz) replaces the
+    flow-matching conformers. The molecule split covers every molecule of any task, so it stays shared.
+    """
     conformer_keys = ["positions", "atomic_numbers", "mask", "bonds", "molecule_id", "conformer_id"]
     label_keys = [*conformer_keys, "geometry_id", "energy", "energy_reference", "forces"]
     padded = {"positions": 0.0, "atomic_numbers": 0, "mask": False, "bonds": -1, "forces": 0.0, "minimum_forces": 0.0}
@@ -329,7 +392,11 @@ def build(
     usable = np.unique(labels["molecule_id"])
     if not np.isin(usable, conformers["molecule_id"]).all():
         raise RuntimeError("labelled molecules without conformers: the shards are inconsistent")
-    split = split_molecules(usable, config["split"], config["seed"])
+    split_ids = usable
+    for external in (dft, geom):
+        if external is not None:
+            split_ids = np.union1d(split_ids, external["molecule_id"])
+    split = split_molecules(split_ids, config["split"], config["seed"])
 
     conformer_ok = np.isin(conformers["molecule_id"], usable)
     voxel = config["voxel"]
@@ -348,6 +415,13 @@ def build(
             False,
         ),
     }
+    if geom is not None:
+        count = len(geom["molecule_id"])
+        sources["flow_matching"] = (geom, np.ones(count, bool), np.zeros(count, np.int64), False)
+    if dft is not None:
+        count = len(dft["energy"])
+        dft_source = {**dft, "energy_reference": np.zeros(count)}  # fitted below, on train only
+        sources["force_field"] = (dft_source, np.ones(count, bool), np.zeros(count, np.int64), True)
     datasets: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     extras: dict[str, dict[str, Any]] = {}
     for task, (source, keep, geometry_id, with_labels) in sources.items():
@@ -355,13 +429,22 @@ def build(
         n_max = int(arrays["mask"].sum(1).max(initial=0))
         e_max = int((arrays["bonds"][..., 0] >= 0).sum(1).max(initial=0))
         arrays = trim(arrays, n_max, e_max)
+        by_molecule = {name: np.flatnonzero(np.isin(arrays["molecule_id"], split[name])) for name in SPLITS}
+        if task == "force_field" and dft is not None:
+            # The provider's frame index is the conformer id: example_id = molecule * stride + frame.
+            arrays["example_id"] = arrays["molecule_id"] * MOLECULE_STRIDE + arrays["conformer_id"]
+            by_molecule = dft_rows_by_split({**arrays, "official_split": dft["official_split"][keep]}, split, config)
         datasets[task] = {}
         for name in SPLITS:
-            rows = np.flatnonzero(np.isin(arrays["molecule_id"], split[name]))
+            rows = by_molecule[name]
             rows = rows[np.argsort(arrays["example_id"][rows], kind="stable")]
             datasets[task][name] = select(arrays, rows)
         extras[task] = {"n_max": n_max, "e_max": e_max}
-    extras["force_field"]["labels"] = force_field_statistics({**labels, **diagnostics})
+    if dft is not None:
+        extras["force_field"]["labels"] = fit_dft_references(datasets["force_field"])
+        extras["force_field"]["official_split"] = bool((dft["official_split"] >= 0).any())
+    else:
+        extras["force_field"]["labels"] = force_field_statistics({**labels, **diagnostics})
     extras["voxel_denoising"]["fit"] = {
         "criterion": "max |x - centroid| + 2 * atom_sigma <= grid_size * resolution / 2 for every conformer",
         "half_side_angstrom": half_side,
@@ -424,6 +507,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--summary-log", type=Path, help="copy of skipped_summary.json outside the declared outputs (kept on failure)"
     )
+    parser.add_argument("--dft-labels", nargs="*", default=[], type=Path, help="dft_labels.npz (DFT sources only)")
+    parser.add_argument("--geom-conformers", nargs="*", default=[], type=Path, help="geom_conformers.npz (GEOM only)")
     args = parser.parse_args(argv)
 
     config = load_data_config(args.config)
@@ -460,7 +545,12 @@ def main(argv: list[str] | None = None) -> None:
     if len(kept_ids) == 0:
         losses, _ = describe_losses(config, summary, skipped, None)
         raise SystemExit(f"data stage stopped: no molecule survived the data stage ({losses})")
-    datasets, extras = build(config, molecules, conformer_shards, label_shards)
+    dft = load_npz(args.dft_labels[0]) if args.dft_labels else None
+    geom = load_npz(args.geom_conformers[0]) if args.geom_conformers else None
+    try:
+        datasets, extras = build(config, molecules, conformer_shards, label_shards, dft=dft, geom=geom)
+    except MissingReference as error:
+        raise SystemExit(f"data stage stopped: {error}") from None
     try:
         check_splits(datasets, config, summary, skipped, extras["voxel_denoising"]["fit"])
     except SplitTooSmall as error:
@@ -506,7 +596,22 @@ def main(argv: list[str] | None = None) -> None:
             },
             "config": config,
         }
-        if task == "force_field":
+        if task == "force_field" and dft is not None:
+            manifest["labels"] = {
+                "labeler": LEVEL_OF_THEORY[config["source"]],
+                "energy": "the provider's total energy converted to kcal/mol",
+                **extras["force_field"]["labels"],
+            }
+            manifest["example_id"] = f"molecule_id * {MOLECULE_STRIDE} + conformer_id (the provider's frame index)"
+            if extras["force_field"]["official_split"]:
+                manifest["split"] = {
+                    "by": "the provider's official train/test frames (every molecule in every split); val drawn "
+                    "from the official train frames with the seed below",
+                    "seed": derive_seed(config["seed"], "dft_val", 0),
+                    "rmd17_split_index": config.get("rmd17", {}).get("split_index", 1),
+                    "fractions": config["split"],
+                }
+        elif task == "force_field":
             manifest["labels"] = {
                 "labeler": config["force_field"]["labeler"],
                 "perturbation_angstrom": config["force_field"]["perturbation_angstrom"],
@@ -515,6 +620,8 @@ def main(argv: list[str] | None = None) -> None:
                 "energy_reference": "lowest labeller energy of the molecule's unperturbed MMFF minima (kcal/mol)",
                 **extras["force_field"]["labels"],
             }
+        if task == "flow_matching" and geom is not None:
+            manifest["conformers"] = "GEOM's own conformers (rdkit_folder pickles), largest Boltzmann weights first"
         if task == "voxel_denoising":
             manifest["voxel"] = {**config["voxel"], **extras["voxel_denoising"]["fit"]}
         write_json(args.out_dir / task / "manifest.json", manifest)

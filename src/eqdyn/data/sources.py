@@ -15,8 +15,10 @@ Download sources (see :mod:`eqdyn.data.download`) that are parsed into the same 
 - ``geom_drugs_download``: the SMILES keys of ``rdkit_folder/summary_drugs.json``, streamed out of the archive
   (source_id = position in that file); the GEOM conformers themselves are not used.
 
-``rmd17_download`` and ``spice_download`` are fetched and verified but not parsed (:class:`SourceNotTabular`);
-config validation refuses them as a study's source, before any download.
+- ``rmd17_download``: the ten molecules of rMD17 (source_id = molecule name, SMILES of :data:`eqdyn.data.rmd17.
+  RMD17_SMILES`, one per ``npz_data/rmd17_<name>.npz``); their DFT labels come from :mod:`eqdyn.data.dft_labels`.
+- ``spice_download``: one row per molecule group of the SPICE HDF5 (source_id = group name, SMILES = the group's
+  mapped SMILES without atom maps); DFT labels likewise.
 
 A user's own file, ``{smiles_file: path}`` (see :mod:`eqdyn.data.user_molecules`): source_id = the file's id
 column, or the line number.
@@ -37,7 +39,7 @@ from rdkit import Chem
 from eqdyn.data.user_molecules import SMILES_FILE_KEY, read_smiles_file
 
 EMBEDDED_SOURCES = ("qm9", "wehi", "moses")
-TABULAR_DOWNLOAD_SOURCES = ("qm9_download", "geom_drugs_download")
+TABULAR_DOWNLOAD_SOURCES = ("qm9_download", "geom_drugs_download", "rmd17_download", "spice_download")
 QM9_UNCHARACTERIZED_COUNT = 3054  # stated by the QM9 authors in uncharacterized.txt and the paper
 
 
@@ -154,6 +156,14 @@ def read_source(source: str | dict[str, str], download_dir: str | os.PathLike[st
         return read_qm9_archive(paths["qm9.zip"], parse_uncharacterized(paths["uncharacterized.txt"]))
     if source == "geom_drugs_download":
         return read_geom_summary(paths["rdkit_folder.tar.gz"])
+    if source == "rmd17_download":
+        from eqdyn.data.rmd17 import molecule_table as rmd17_molecules
+
+        return rmd17_molecules(paths["rmd17.tar.bz2"])
+    if source == "spice_download":
+        from eqdyn.data.spice import molecule_table as spice_molecules
+
+        return spice_molecules(paths["SPICE-2.0.1.hdf5"])
     raise SourceNotTabular(
         f"{source}: downloaded and verified into {download_dir} ({', '.join(map(str, paths.values()))}), but "
         "parsing it into a molecule table is not implemented; use qm9, wehi, moses, qm9_download or "

@@ -28,7 +28,7 @@ SMI_SUFFIXES = (".smi", ".smiles", ".txt")
 SMILES_COLUMN = "smiles"
 ID_COLUMNS = ("id", "name")
 # Fetched and verified by eqdyn.data.download, but not parsed into molecules (no SMILES table yet).
-UNPARSED_DOWNLOAD_SOURCES = ("rmd17_download", "spice_download")
+UNPARSED_DOWNLOAD_SOURCES: tuple[str, ...] = ()  # every download source is parsed (rMD17/SPICE since issue 14)
 
 
 class SmilesFileError(ValueError):

@@ -26,7 +26,12 @@ _LADDER_SIZES = ("xs", "s", "m", "l")
 # task -> model family -> size presets, in the registry's order
 MODEL_SIZES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
     "flow_matching": {"transformer": _TRANSFORMER_SIZES, "egnn": _LADDER_SIZES, "egnn_e3": _LADDER_SIZES},
-    "force_field": {"transformer": _TRANSFORMER_SIZES, "painn": _LADDER_SIZES, "nequip": _LADDER_SIZES},
+    "force_field": {
+        "transformer": _TRANSFORMER_SIZES,
+        "painn": _LADDER_SIZES,
+        "nequip": _LADDER_SIZES,
+        "escaip_like": _LADDER_SIZES,
+    },
     "voxel_denoising": {"unet3d": _LADDER_SIZES, "octahedral_unet": _LADDER_SIZES, "twirled_unet3d": _LADDER_SIZES},
 }
 OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "adamw", "sgd")

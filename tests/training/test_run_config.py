@@ -144,7 +144,10 @@ def test_a_run_config_is_immutable(config: dict[str, Any]) -> None:
 
 # -- resolution checks each key, naming its config path ---------------------------------------------------------
 BAD_ENTRIES = [
-    ({"model": "painnn"}, "runs.base[3].model: 'painnn' is not one of ['transformer', 'painn', 'nequip']"),
+    (
+        {"model": "painnn"},
+        "runs.base[3].model: 'painnn' is not one of ['transformer', 'painn', 'nequip', 'escaip_like']",
+    ),
     ({"size": "xxl"}, "runs.base[3].size: 'xxl' is not one of ['xs', 's', 'm', 'l'] (sizes of force_field/painn)"),
     ({"task": "denoising"}, "runs.base[3].task: 'denoising' is not one of"),
     ({"training": {"steps": -1}}, "runs.base[3].training.steps: -1 is less than the minimum of 1"),
@@ -152,7 +155,8 @@ BAD_ENTRIES = [
     ({"training": {"batch_size": 0}}, "runs.base[3].training.batch_size: 0 is less than the minimum of 1"),
     ({"training": {"optimizer": "lbfgs"}}, "runs.base[3].training.optimizer: 'lbfgs' is not one of ['adam', 'adamw'"),
     ({"training": {"ema_decay": 2}}, "runs.base[3].training.ema_decay: 2 is greater than the maximum of 1"),
-    ({"training": {"learning_rates": {"adam": 1}}}, "runs.base[3].training.learning_rates: not a setting that can be"),
+    ({"training": {"learning_rates": {"adamm": 1}}}, "runs.base[3].training.learning_rates: Additional properties"),
+    ({"training": {"learning_rates": {"adam": 0}}}, "runs.base[3].training.learning_rates.adam: 0 is less than or"),
 ]
 
 
@@ -217,9 +221,21 @@ def test_dry_run_stops_on_misspelled_names_and_bad_overrides(tmp_path: Path) -> 
         "runs.base[0].training.steps: -1 is less than the minimum of 1",
         "runs.base[1].training.steps: 'ten' is not of type 'integer'",
         "runs.base[2].training.batch_size: 0 is less than the minimum of 1",
-        "runs.base[3].model: 'painnn' is not one of ['transformer', 'painn', 'nequip'] (model families of force_field)",
+        "runs.base[3].model: 'painnn' is not one of ['transformer', 'painn', 'nequip', 'escaip_like']"
+        " (model families of force_field)",
         "runs.base[4].size: 'xxl' is not one of ['xs', 's', 'm', 'l'] (sizes of voxel_denoising/unet3d)",
         "runs.base[4].training.optimizer: 'lbfgs' is not one of ['adam', 'adamw', 'sgd']",
     ):
         assert line in output, output[-3000:]
     assert not (workdir / "results" / "test" / "runs").exists()  # no run.json was written
+
+
+def test_a_run_may_set_its_own_learning_rate_which_its_sweeps_inherit(config: dict[str, Any]) -> None:
+    tuned = copy.deepcopy(config)
+    tuned["runs"]["base"][0]["training"] = {"learning_rates": {"adam": 3e-4}}  # the flow-matching transformer
+    runs = resolve_runs(tuned)
+    assert runs["flow_matching-transformer"].training.learning_rate == 3e-4
+    # the optimizer sweep of that run uses the default rate of the optimizer it did not override
+    assert runs["flow_matching-transformer--optimizer-sgd"].training.learning_rate == config["training"][
+        "learning_rates"]["sgd"]  # fmt: skip
+    assert runs["force_field-transformer"].training.learning_rate == config["training"]["learning_rates"]["adam"]

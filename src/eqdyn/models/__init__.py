@@ -17,6 +17,7 @@ from typing import Any
 from torch import nn
 
 from eqdyn.models.egnn import EquivariantFlowNet
+from eqdyn.models.escaip_like import EScAIPLikeForceField
 from eqdyn.models.nequip_ff import NequIPForceField
 from eqdyn.models.octahedral_unet import OctahedralUNet3D, TwirledUNet3D
 from eqdyn.models.painn import PaiNNForceField
@@ -63,6 +64,13 @@ _NEQUIP_PRESETS: dict[str, dict[str, Any]] = {
     "m": {"layers": 4, "l_max": 2, "features": (96, 48, 24), "radial_width": 128, "type_features": 32},
     "l": {"layers": 6, "l_max": 3, "features": (128, 64, 32, 32), "radial_width": 128, "type_features": 32},
 }
+# EScAIP-like ladder (our own model, see escaip_like.py): ~26k, ~230k, ~1.1M, ~6.4M parameters; "l" is the paper's size.
+_ESCAIP_LIKE_PRESETS: dict[str, dict[str, Any]] = {
+    "xs": {"features": 24, "layers": 2, "heads": 2},
+    "s": {"features": 64, "layers": 3, "heads": 4},
+    "m": {"features": 128, "layers": 4, "heads": 4},
+    "l": {"features": 256, "layers": 6, "heads": 8},
+}
 _UNET_PRESETS: dict[str, dict[str, Any]] = {
     "xs": {"widths": (8, 16)},
     "s": {"widths": (16, 32, 32)},
@@ -81,6 +89,7 @@ _FAMILIES = (
     ModelFamily("force_field", "transformer", "none", ForceFieldTransformer, _TRANSFORMER_PRESETS, "s"),
     ModelFamily("force_field", "painn", "E3", PaiNNForceField, _PAINN_PRESETS, "s"),
     ModelFamily("force_field", "nequip", "E3", NequIPForceField, _NEQUIP_PRESETS, "s"),
+    ModelFamily("force_field", "escaip_like", "none", EScAIPLikeForceField, _ESCAIP_LIKE_PRESETS, "s"),
     ModelFamily(
         "voxel_denoising", "unet3d", "none", UNet3D,
         {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()}, "s",

@@ -166,8 +166,10 @@ def _run_config(
     config: Mapping[str, Any], name: str, entry: Mapping[str, Any], sweep: dict[str, Any] | None
 ) -> RunConfig:
     training = copy.deepcopy(dict(config["training"]))
-    training.update(entry.get("training", {}))
-    learning_rates = training.pop("learning_rates")
+    overrides_of_run = dict(entry.get("training", {}))
+    # a run's learning_rates merge into the defaults (rates of the optimizers it does not name stay)
+    learning_rates = {**training.pop("learning_rates"), **overrides_of_run.pop("learning_rates", {})}
+    training.update(overrides_of_run)
     per_decade = training.pop("checkpoints_per_decade")
     size = entry.get("size", "s")
     seed = config["seed"]

@@ -7,9 +7,11 @@ rule decompose_checkpoints:
         manifest=f"{RESULTS}/runs/{{run}}/manifest.json",
         split=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/test.npz",
         rotations=lambda wc: f"{RESULTS}/evaluation/{RUNS[wc.run]['task']}/rotations.npz",
-        code=[module_file("analysis.checkpoint_decomposition"), module_file("analysis.cli"), module_file("decomposition")],
+        code=code_inputs("eqdyn.analysis.checkpoint_decomposition"),
     output:
-        f"{RESULTS}/analysis/decomposition/{{run}}.csv",
+        table=f"{RESULTS}/analysis/decomposition/{{run}}.csv",
+        # per-example losses (L_total, twirled loss per k): runs of one task compared example by example
+        examples=f"{RESULTS}/analysis/decomposition/{{run}}_examples.csv.gz",
     log:
         f"{RESULTS}/logs/analysis/decomposition/{{run}}.log",
     params:
@@ -17,8 +19,8 @@ rule decompose_checkpoints:
     threads: 1
     shell:
         "{PYTHON} -m eqdyn.analysis.checkpoint_decomposition --run {input.run} --manifest {input.manifest}"
-        " --split {input.split} --rotations {input.rotations} --out {output} --threads {threads}"
-        " --evaluations-per-batch {params.evaluations_per_batch} > {log} 2>&1"
+        " --split {input.split} --rotations {input.rotations} --out {output.table} --examples-out {output.examples}"
+        " --threads {threads} --evaluations-per-batch {params.evaluations_per_batch} > {log} 2>&1"
 
 
 ALL_TARGETS += [f"{RESULTS}/analysis/decomposition/{name}.csv" for name in RUNS]
@@ -28,7 +30,7 @@ rule efficiency_benchmark:
     input:
         runs=[f"{RESULTS}/runs/{name}/run.json" for name in RUNS],
         train=[f"{RESULTS}/datasets/{task}/train.npz" for task in TASK_NAMES],
-        code=[module_file("analysis.efficiency"), *TRAINING_CODE],
+        code=code_inputs("eqdyn.analysis.efficiency"),
     output:
         f"{RESULTS}/analysis/efficiency.csv",
     log:
@@ -51,12 +53,7 @@ rule gradient_analysis:
         manifest=f"{RESULTS}/runs/{{run}}/manifest.json",
         split=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/test.npz",
         rotations=lambda wc: f"{RESULTS}/evaluation/{RUNS[wc.run]['task']}/rotations.npz",
-        code=[
-            module_file("analysis.gradients"),
-            module_file("analysis.cli"),
-            module_file("analysis.hessian"),
-            module_file("analysis.parameter_symmetry"),
-        ],
+        code=code_inputs("eqdyn.analysis.gradients"),
     output:
         f"{RESULTS}/analysis/gradients/{{run}}.csv",
     log:
@@ -90,13 +87,7 @@ HESSIAN_INPUTS = dict(
     manifest=f"{RESULTS}/runs/{{run}}/manifest.json",
     split=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/test.npz",
     settings=HESSIAN_SETTINGS,
-    code=[
-        module_file("analysis.hessian_analysis"),
-        module_file("analysis.cli"),
-        module_file("analysis.hessian"),
-        module_file("analysis.lanczos"),
-        module_file("analysis.conditioning"),
-    ],
+    code=code_inputs("eqdyn.analysis.hessian_analysis"),
 )
 HESSIAN_COMMAND = (
     "{PYTHON} -m eqdyn.analysis.hessian_analysis --run {input.run} --manifest {input.manifest}"
@@ -143,12 +134,7 @@ PERFORMANCE = config["performance"]
 
 rule performance_table:
     input:
-        code=[
-            module_file("benchmarks.performance"),
-            module_file("models.benchmark"),
-            module_file("benchmarks.hvp"),
-            module_file("benchmarks.decomposition"),
-        ],
+        code=code_inputs("eqdyn.benchmarks.performance"),
     output:
         md=f"{RESULTS}/analysis/performance.md",
         csv=f"{RESULTS}/analysis/performance.csv",
@@ -181,7 +167,8 @@ def export_files(group):
     files = [DATA_CONFIG, f"{RESULTS}/evaluation/{group}/task.json", HESSIAN_SETTINGS]
     for name in runs:
         files += [f"{RESULTS}/runs/{name}/{file}" for file in ("run.json", "manifest.json", "metrics.csv")]
-        files.append(f"{RESULTS}/analysis/decomposition/{name}.csv")
+        files += [f"{RESULTS}/analysis/decomposition/{name}.csv",
+                  f"{RESULTS}/analysis/decomposition/{name}_examples.csv.gz"]
         if name in GRADIENT_RUNS:
             files.append(f"{RESULTS}/analysis/gradients/{name}.csv")
         if name in HESSIAN["runs"]:
@@ -196,7 +183,7 @@ rule export_tables:
         files=lambda wc: export_files(wc.group),
         # the dataset manifest (sizes, skipped molecules) travels as provenance: see eqdyn.export
         provenance=lambda wc: [] if wc.group == "benchmarks" else [f"{RESULTS}/datasets/{wc.group}/manifest.json"],
-        code=module_file("export"),
+        code=code_inputs("eqdyn.export"),
     output:
         directory(f"{RESULTS}/export/{{group}}"),
     log:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 from eqdyn.config import ConfigError, validate_config  # noqa: E402  (jsonschema + yaml only)
+from eqdyn.workflow_support import PackageSourceError, check_package_source  # noqa: E402  (stdlib only)
+from eqdyn.workflow_support import code_inputs as _code_inputs  # noqa: E402
 
 try:
     config.update(validate_config(config, source="snakemake config"))
@@ -19,9 +21,19 @@ PYTHON = sys.executable  # the interpreter running Snakemake, which has the pack
 ALL_TARGETS = []
 
 
-def module_file(module):
-    """Source file of a package module, declared as a rule input so that editing the code reruns the rule."""
-    return f"{PKG}/{module.replace('.', '/')}.py"
+# Jobs are fresh `python -m eqdyn...` processes: they must import this workflow's src/, the code the rules declare
+# as inputs, not another install (a non-editable one, or an editable install of another checkout).
+try:
+    check_package_source(PYTHON, Path(workflow.basedir) / "src", cwd=Path.cwd())
+except PackageSourceError as error:
+    raise WorkflowError(str(error)) from None
+
+
+def code_inputs(module):
+    """The package files `python -m <module>` runs or reads (its transitive eqdyn imports, the __init__ files on the
+    way, the data files it names), derived from the import statements: a rule's `code` input, so that editing any
+    of them reruns the rule. See eqdyn.workflow_support.code_inputs."""
+    return _code_inputs(module, root=workflow.basedir)
 
 
 def write_if_changed(path, obj):

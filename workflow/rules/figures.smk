@@ -6,7 +6,6 @@
 import os
 
 FIGURES = "figures" if STUDY == "default" else f"figures/{STUDY}"
-FIGURE_CODE = [module_file("figures.style"), module_file("figures.tables")]
 RUN_FILES = [f"{RESULTS}/runs/{name}/run.json" for name in RUNS]
 MANIFESTS = [f"{RESULTS}/runs/{name}/manifest.json" for name in RUNS]
 DECOMPOSITIONS = [f"{RESULTS}/analysis/decomposition/{name}.csv" for name in RUNS]
@@ -18,6 +17,27 @@ def _config_files():
     files = [str(f) for f in workflow.configfiles if str(f) not in given] + given
     return [os.path.relpath(f, workflow.basedir) if os.path.isabs(f) else f for f in files]
 
+
+def _unfinished_runs():
+    """Runs whose manifest says training did not finish (e.g. diverged): captions name them. Read when the workflow is
+    parsed, which for `snakemake --report` is after the runs; a run without a manifest yet counts as not trained."""
+    notes = []
+    for name in sorted(RUNS):
+        path = Path(RESULTS, "runs", name, "manifest.json")
+        if not path.exists():
+            continue
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError:  # being written or broken: the figure jobs that read it will say so
+            continue
+        if manifest.get("status", "finished") != "finished":
+            notes.append(f"{name} ({manifest['status']}: {manifest.get('status_reason') or 'no reason recorded'})")
+    return "Runs that did not finish, drawn up to their last checkpoint: " + "; ".join(notes) + "." if notes else ""
+
+
+# Captions name the runs that did not finish. Through the config, not params: a param would change once the runs
+# exist and so retrigger every figure job; the config is read by captions only when the report is built.
+config["unfinished_runs_note"] = _unfinished_runs()
 
 # What the captions state (Snakemake renders them as Jinja templates with snakemake.params and snakemake.config).
 CAPTION_PARAMS = dict(
@@ -54,7 +74,7 @@ rule figure_equiv_percent:
         decomposition=DECOMPOSITIONS,
         runs=RUN_FILES,
         manifests=MANIFESTS,
-        code=[module_file("figures.equiv_percent"), *FIGURE_CODE],
+        code=code_inputs("eqdyn.figures.equiv_percent"),
     output:
         png=report(f"{FIGURES}/equiv_percent.png", caption="../report/equiv_percent.rst", category="Figures"),
         pdf=f"{FIGURES}/equiv_percent.pdf",
@@ -72,7 +92,7 @@ rule figure_loss_decomposition:
         decomposition=DECOMPOSITIONS,
         runs=RUN_FILES,
         manifests=MANIFESTS,
-        code=[module_file("figures.loss_decomposition"), *FIGURE_CODE],
+        code=code_inputs("eqdyn.figures.loss_decomposition"),
     output:
         png=report(
             f"{FIGURES}/loss_decomposition.png", caption="../report/loss_decomposition.rst", category="Figures"
@@ -92,7 +112,7 @@ rule figure_robustness:
         decomposition=DECOMPOSITIONS,
         runs=RUN_FILES,
         manifests=MANIFESTS,
-        code=[module_file("figures.robustness"), *FIGURE_CODE],
+        code=code_inputs("eqdyn.figures.robustness"),
     output:
         png=report(f"{FIGURES}/robustness.png", caption="../report/robustness.rst", category="Figures"),
         pdf=f"{FIGURES}/robustness.pdf",
@@ -110,17 +130,22 @@ rule figure_twirling:
         decomposition=DECOMPOSITIONS,
         runs=RUN_FILES,
         manifests=MANIFESTS,
-        code=[module_file("figures.twirling"), *FIGURE_CODE],
+        # per-example losses of every run (the decomposition's second output) and the inference timings
+        examples=[t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS],
+        efficiency=[EFFICIENCY_TABLE] if HAS_EFFICIENCY else [],
+        code=code_inputs("eqdyn.figures.twirling"),
     output:
         png=report(f"{FIGURES}/twirling.png", caption="../report/twirling.rst", category="Figures"),
         pdf=f"{FIGURES}/twirling.pdf",
     log:
         f"{RESULTS}/logs/figures/twirling.log",
     params:
+        timings=lambda wildcards, input: f"--efficiency {input.efficiency}" if input.efficiency else "",
+        twirl_rotations=config["evaluation"]["twirl_rotations"],
         **CAPTION_PARAMS,
     shell:
         "{PYTHON} -m eqdyn.figures.twirling --decomposition {input.decomposition} --runs {input.runs}"
-        " --manifests {input.manifests} --out {output.png} > {log} 2>&1"
+        " --manifests {input.manifests} --examples {input.examples} {params.timings} --out {output.png} > {log} 2>&1"
 
 
 rule figure_hessian_spectra:
@@ -128,7 +153,7 @@ rule figure_hessian_spectra:
         hessian=HESSIAN_TABLES,
         density=[t.replace(".csv", "_density.csv") for t in HESSIAN_TABLES],
         runs=RUN_FILES,
-        code=[module_file("figures.hessian_spectra"), *FIGURE_CODE],
+        code=code_inputs("eqdyn.figures.hessian_spectra"),
     output:
         png=report(f"{FIGURES}/hessian_spectra.png", caption="../report/hessian_spectra.rst", category="Figures"),
         pdf=f"{FIGURES}/hessian_spectra.pdf",
@@ -147,7 +172,7 @@ rule figure_efficiency:
         decomposition=DECOMPOSITIONS,
         runs=RUN_FILES,
         manifests=MANIFESTS,
-        code=[module_file("figures.efficiency"), *FIGURE_CODE],
+        code=code_inputs("eqdyn.figures.efficiency"),
     output:
         png=report(f"{FIGURES}/efficiency.png", caption="../report/efficiency.rst", category="Figures"),
         pdf=f"{FIGURES}/efficiency.pdf",
@@ -166,7 +191,7 @@ rule figure_gradients:
         decomposition=DECOMPOSITIONS,
         runs=RUN_FILES,
         manifests=MANIFESTS,
-        code=[module_file("figures.gradients"), *FIGURE_CODE],
+        code=code_inputs("eqdyn.figures.gradients"),
     output:
         png=report(f"{FIGURES}/gradients.png", caption="../report/gradients.rst", category="Figures"),
         pdf=f"{FIGURES}/gradients.pdf",
@@ -187,7 +212,8 @@ rule claims:
         hessian=HESSIAN_TABLES,
         gradients=GRADIENT_TABLES,
         efficiency=[EFFICIENCY_TABLE] if HAS_EFFICIENCY else [],
-        code=[module_file("figures.claims"), module_file("figures.efficiency"), *FIGURE_CODE],
+        examples=[t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS],
+        code=code_inputs("eqdyn.figures.claims"),
     output:
         md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),
         csv=f"{FIGURES}/claims.csv",
@@ -198,6 +224,7 @@ rule claims:
             [f"--hessian {' '.join(input.hessian)}"] * bool(input.hessian)
             + [f"--gradients {' '.join(input.gradients)}"] * bool(input.gradients)
             + [f"--efficiency {input.efficiency}"] * bool(input.efficiency)
+            + [f"--examples {' '.join(input.examples)}"] * bool(input.examples)
         ),
         **CAPTION_PARAMS,
     shell:
@@ -206,10 +233,10 @@ rule claims:
         " --configfiles {params.configfiles:q} --out-md {output.md} --out-csv {output.csv} > {log} 2>&1"
 
 
-# Figures 3 and 7 need something to draw: a size, dataset-size or optimizer sweep; a point-cloud task (the voxel task
-# enumerates cube rotations and has no twirled-loss rows).
+# Figures 3 and 7 need something to draw: a size, dataset-size or optimizer sweep; a twirling set in the evaluation
+# rotations (evaluation.twirl_rotations > 0; the voxel task's is an order of its 24 cube rotations).
 HAS_SWEEPS = any((run["sweep"] or {}).get("factor") in ("size", "num_train_molecules", "optimizer") for run in RUNS.values())
-HAS_TWIRLING = any(run["task"] != "voxel_denoising" for run in RUNS.values())
+HAS_TWIRLING = config["evaluation"]["twirl_rotations"] > 0 and bool(RUNS)  # every task has a twirling set
 ALL_TARGETS += [f"{FIGURES}/{name}.{ext}" for name in ("equiv_percent", "loss_decomposition") for ext in ("png", "pdf")]
 ALL_TARGETS += [f"{RESULTS}/claims.md", f"{FIGURES}/claims.csv"]
 for _name, _present in (

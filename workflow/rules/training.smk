@@ -2,9 +2,16 @@
 # resolved hyperparameters are a JSON file that is the job's input, so editing one run reruns only that run.
 import re
 
+from eqdyn.run_config import RunConfigError
 from eqdyn.training.runs import resolve_runs, task_settings
 
-RUNS = resolve_runs(config)
+# Typed and checked here, at parse time: an unknown task, model, size or optimizer, or a bad per-run training
+# override, stops the dry run naming its config key (runs.base[3].model: ...).
+try:
+    RUN_CONFIGS = resolve_runs(config, source="snakemake config")
+except RunConfigError as error:
+    raise WorkflowError(str(error)) from None
+RUNS = {_name: _run.to_dict() for _name, _run in RUN_CONFIGS.items()}  # the run.json contents
 for _name, _run in RUNS.items():
     write_if_changed(f"{RESULTS}/runs/{_name}/run.json", _run)
 
@@ -13,12 +20,8 @@ EVALUATION_SEED = config["evaluation"]["seed"] if config["evaluation"]["seed"] i
 for _task in TASK_NAMES:
     write_if_changed(f"{RESULTS}/evaluation/{_task}/task.json", task_settings(config, _task))
 
-# what a training job runs: the trainer, every model and task module (not the model benchmark CLI)
-TRAINING_CODE = [
-    module_file("training.train"),
-    *sorted(str(p) for p in Path(PKG, "models").glob("*.py") if p.name != "benchmark.py"),
-    *sorted(str(p) for p in Path(PKG, "tasks").glob("*.py")),
-]
+# what a training job runs: the trainer and the package modules it imports (models, tasks, ...), transitively
+TRAINING_CODE = code_inputs("eqdyn.training.train")
 
 
 wildcard_constraints:
@@ -58,13 +61,14 @@ rule evaluation_rotations:
     input:
         split=f"{RESULTS}/datasets/{{task}}/test.npz",
         settings=f"{RESULTS}/evaluation/{{task}}/task.json",
-        code=module_file("evaluation_rotations"),
+        code=code_inputs("eqdyn.evaluation_rotations"),
     output:
         f"{RESULTS}/evaluation/{{task}}/rotations.npz",
     log:
         f"{RESULTS}/logs/evaluation_rotations/{{task}}.log",
     params:
         num_rotations=config["evaluation"]["num_rotations"],
+        twirl_rotations=config["evaluation"]["twirl_rotations"],
         max_examples=(
             f"--max-examples {config['evaluation']['max_examples']}"
             if config["evaluation"]["max_examples"] is not None
@@ -73,8 +77,8 @@ rule evaluation_rotations:
         seed=EVALUATION_SEED,
     shell:
         "{PYTHON} -m eqdyn.evaluation_rotations --task {wildcards.task} --task-settings {input.settings}"
-        " --split {input.split} --num-rotations {params.num_rotations} {params.max_examples}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
+        " --split {input.split} --num-rotations {params.num_rotations} --twirl-rotations {params.twirl_rotations}"
+        " {params.max_examples} --seed {params.seed} --out {output} > {log} 2>&1"
 
 
 ALL_TARGETS += [f"{RESULTS}/runs/{name}/manifest.json" for name in RUNS]
@@ -87,7 +91,7 @@ rule lr_sweep:
     input:
         run=f"{RESULTS}/runs/{{run}}/run.json",
         train=lambda wc: f"{RESULTS}/datasets/{RUNS[wc.run]['task']}/train.npz",
-        code=[module_file("training.lr_sweep"), *TRAINING_CODE],
+        code=code_inputs("eqdyn.training.lr_sweep"),
     output:
         f"{RESULTS}/lr_sweep/{{run}}.csv",
     log:

@@ -1,7 +1,8 @@
-"""Study configuration: YAML validated against ``workflow/schemas/config.schema.yaml`` with defaults filled in.
+"""Study configuration validated against the package's schema (``eqdyn/schemas/config.schema.yaml``, package data;
+``workflow/schemas/config.schema.yaml`` links to it) with defaults filled in.
 
-Snakemake validates the same schema (``snakemake.utils.validate``) before any job starts; package CLIs call
-:func:`load_config` so that a module run by hand sees exactly the same resolved values.
+The workflow validates its config with :func:`validate_config` when it is parsed, before any job starts; the jobs
+read the per-stage JSON files it writes, so a module run by hand on those files sees the same resolved values.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import yaml
 
 from eqdyn.data.user_molecules import source_problem  # standard library only
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -53,7 +53,8 @@ def validate_config(config: dict[str, Any], source: str = "<config>", schema: di
     if errors:
         lines = []
         for error in errors:
-            key = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+            key = path.lstrip(".") or "<top level>"
             # anyOf/oneOf say only "not valid under any of the given schemas": add why each alternative failed.
             reasons = sorted({sub.message for sub in error.context or []})
             lines.append(f"  {key}: {error.message}" + (f" ({'; '.join(reasons)})" if reasons else ""))
@@ -63,18 +64,6 @@ def validate_config(config: dict[str, Any], source: str = "<config>", schema: di
     if problem:
         raise ConfigError(f"{source}: invalid configuration\n  data.source: {problem}")
     return resolved
-
-
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Read a YAML config, merge ``overrides`` (nested dicts) into it, validate and fill defaults."""
-    with open(path) as handle:
-        try:
-            raw = yaml.safe_load(handle) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if overrides:
-        raw = deep_merge(raw, overrides)
-    return validate_config(raw, source=str(path))
 
 
 def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from eqdyn.config import REPO_ROOT
 from eqdyn.io import sha256_json, write_json
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    """The checked-out commit, suffixed ``+dirty`` when tracked files differ from it; ``unknown`` outside git."""
+def git_commit(repo: Path | None = None) -> str:
+    """The commit checked out where the workflow runs (``repo``, default the working directory), suffixed ``+dirty``
+    when tracked files differ from it; ``unknown`` outside git."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True

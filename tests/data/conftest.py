@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 import yaml
 
-from eqdyn.config import REPO_ROOT, deep_merge, validate_config
+from eqdyn.config import deep_merge, validate_config
 from eqdyn.data import acquire, conformers, datasets, labels
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout these tests run in
 
 
 @pytest.fixture(scope="session")

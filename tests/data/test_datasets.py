@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eqdyn.config import REPO_ROOT, ConfigError, validate_config
+from eqdyn.config import ConfigError, validate_config
 from eqdyn.data.common import SKIP_REASONS, DataConfigError, check_data_config
 from eqdyn.data.conformers import process_molecules
 from eqdyn.data.datasets import (
@@ -29,6 +29,8 @@ from eqdyn.data.datasets import (
 )
 from eqdyn.data.labels import label_shard
 from eqdyn.testing import copy_workflow, snakemake_executable
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout these tests run in
 
 SMILES = ["CCO", "CC(=O)O", "c1ccccc1", "CCN", "OCCO", "CC#N", "C1CC1", "CCCC", "CC(C)O", "NC=O", "COC", "FC(F)F"]
 

@@ -13,12 +13,14 @@ import pandas as pd
 import pytest
 from rdkit import Chem
 
-from eqdyn.config import REPO_ROOT, ConfigError, validate_config
+from eqdyn.config import ConfigError, validate_config
 from eqdyn.data.acquire import draw_subset
 from eqdyn.data.common import CHARGED, RADICAL, Skip, prepare_molecule
 from eqdyn.data.datasets import SPLITS, TASKS
 from eqdyn.data.sources import read_source
 from eqdyn.data.user_molecules import SmilesFileError, read_smiles_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout these tests run in
 
 SHIPPED_SMILES = REPO_ROOT / "tests" / "data" / "molecules.smi"
 SHIPPED_RELATIVE = "tests/data/molecules.smi"  # as a user writes it in a config (paths are from the repository)

@@ -77,7 +77,7 @@ def test_hvp_of_a_force_matching_loss_matches_finite_differences() -> None:
 
     def loss(params: Params) -> Tensor:
         output = functional_call(model, params, batch.inputs())
-        # squared errors by hand: F.mse_loss breaks forward-over-reverse (see DESIGN.md)
+        # squared errors by hand: F.mse_loss breaks forward-over-reverse (see docs/maths.md)
         return ((output["forces"] - target_forces) ** 2).sum() + 0.1 * ((output["energy"] - target_energy) ** 2).sum()
 
     hvp, finite_difference = hvp_and_finite_difference(loss, detached_params(model), seed=7)

@@ -77,6 +77,33 @@ def test_test_study_draws_every_figure_and_its_claims(finished_workflow: Path) -
     assert (finished_workflow / "results" / "test" / "claims.md").exists()
 
 
+def readme_workflow_commands() -> list[str]:
+    """The commands of the README's "Using the workflow directly" table, as written there."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("## Using the workflow directly")[1].split("\n\n")[2]
+    return [m.group(1) for m in re.finditer(r"^\|[^|]+\| `(snakemake[^`]*)`", table, flags=re.M)]
+
+
+@pytest.mark.slow
+def test_the_readmes_workflow_commands_run_on_the_test_study(finished_workflow: Path) -> None:
+    commands = readme_workflow_commands()
+    assert any("--report" in c for c in commands) and len(commands) >= 6, commands
+    env = {**os.environ, "PYTHONPATH": str(finished_workflow / "src")}
+    for command in commands:
+        words = command.split()
+        if "--configfile" not in words:
+            words += ["--configfile", "config/test.yaml"]
+        if "--forcerun" in words:  # would retrain the study: plan it only
+            words.append("-n")
+        words = [w.replace("results/default/", "results/test/") for w in words]
+        words[0] = snakemake_executable()
+        run = subprocess.run(words, cwd=finished_workflow, capture_output=True, text=True, timeout=900, env=env)
+        assert run.returncode == 0, (command, run.stderr[-3000:])
+        if "--report" in words:  # captions render without docutils complaints
+            assert "WARNING" not in run.stderr and "substitution" not in run.stderr, run.stderr[-3000:]
+            assert (finished_workflow / "report.html").stat().st_size > 10_000
+
+
 @pytest.mark.slow
 def test_one_edit_reruns_only_what_depends_on_it(finished_workflow: Path) -> None:
     assert planned_jobs(finished_workflow) == {}

@@ -17,6 +17,9 @@ rule decompose_checkpoints:
     params:
         evaluations_per_batch=lambda wc: config["evaluation"]["evaluations_per_batch"][RUNS[wc.run]["task"]],
     threads: 1
+    # the analyses run on CUDA when there is one (--device auto): counted, so --resources gpu=1 serialises them
+    resources:
+        gpu=1,
     shell:
         "{PYTHON} -m eqdyn.analysis.checkpoint_decomposition --run {input.run} --manifest {input.manifest}"
         " --split {input.split} --rotations {input.rotations} --out {output.table} --examples-out {output.examples}"
@@ -61,6 +64,9 @@ rule gradient_analysis:
     params:
         batch_size=config["gradients"]["batch_size"],
     threads: 1
+    # the analyses run on CUDA when there is one (--device auto): counted, so --resources gpu=1 serialises them
+    resources:
+        gpu=1,
     shell:
         "{PYTHON} -m eqdyn.analysis.gradients --run {input.run} --manifest {input.manifest} --split {input.split}"
         " --rotations {input.rotations} --out {output} --batch-size {params.batch_size} --threads {threads}"

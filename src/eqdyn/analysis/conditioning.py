@@ -1,4 +1,4 @@
-"""Conditioning of the fixed-batch Hessians of L_mean and L_equiv, as tidy rows (DESIGN.md, "Hessians and condition
+"""Conditioning of the fixed-batch Hessians of L_mean and L_equiv, as tidy rows (docs/maths.md, "Hessians and condition
 numbers").
 
 Why not lambda_max / lambda_min: L_equiv has a large null space (every direction that keeps the model as

@@ -1,4 +1,4 @@
-"""The decomposition's losses as functions of the parameters, and their Hessian-vector products (DESIGN.md,
+"""The decomposition's losses as functions of the parameters, and their Hessian-vector products (docs/maths.md,
 "Hessians and condition numbers").
 
 Everything is fixed except the parameters: one evaluation batch (an :class:`~eqdyn.tasks.base.Example` already

@@ -493,7 +493,7 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
     """The summary row hessian_direction, one row per (definition x task) (smoothness on lambda_max, conditioning
     on kappa_10 and, where computed, kappa_100), and hessian_1000x (force field).
 
-    Separate rows, never an average (DESIGN.md, "Hessians and condition numbers"): on dense Hessians of small models
+    Separate rows, never an average (docs/maths.md, "Hessians and condition numbers"): on dense Hessians of small models
     the direction of kappa_10(L_mean)/kappa_10(L_equiv) flips with model size, and smoothness and conditioning can
     disagree; a row per definition and task, every checkpoint listed, lets the table show it, and the summary says
     "mixed" when decided rows disagree."""

@@ -5,7 +5,7 @@
 - voxel grids ``[..., L, L, L]`` whose axes are (x, y, z) and whose voxel centres are symmetric about the origin,
   ``(rho(R) V)(r) = V(R^T r)``: exact for the 24 cube rotations (a permutation of voxels), and by trilinear
   resampling for any other rotation (interpolation: not orthogonal, it shrinks norms and loses the corners; a
-  secondary view only, see DESIGN.md "Voxel grids").
+  secondary view only, see docs/maths.md "Voxel grids").
 
 All functions are batched: ``R`` is [3, 3] (one rotation for all) or [B, 3, 3] (one per leading batch entry).
 """

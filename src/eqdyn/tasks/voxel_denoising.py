@@ -2,7 +2,7 @@
 the model predicts the clean grid x. Loss: mean squared error over channels and voxels, per example.
 
 The exact symmetry of a grid is the 24-element cube group (a permutation of voxels); continuous rotations act on the
-molecule before voxelisation. So the evaluation design is the coset estimator of DESIGN.md: each example is
+molecule before voxelisation. So the evaluation design is the coset estimator of docs/maths.md: each example is
 voxelised in its own Haar frame h, its noise drawn in that frame, and the 24 cube rotations enumerated.
 """
 

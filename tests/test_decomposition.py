@@ -115,7 +115,7 @@ def test_decomposition_identity_through_a_model_and_parts_add_up() -> None:
             return {"energy": positions[..., 0].sum(-1) ** 2, "forces": positions.roll(1, dims=-1) * 0.7}
 
     rotations = torch.from_numpy(make_evaluation_rotations(task, molecules.example_id.numpy(), 3, 6).rotations)
-    result = decompose(task, Cartesian(), example, rotations, enumerated=False)
+    result = decompose(task, Cartesian(), example, rotations)
     assert result.parts == ["energy", "forces", "all"]
     total, mean, equiv = (result.quantity(q, "all") for q in ("total", "mean", "equiv"))
     assert torch.allclose(total, mean + equiv, rtol=0, atol=1e-12)
@@ -126,21 +126,21 @@ def test_decomposition_identity_through_a_model_and_parts_add_up() -> None:
 def test_equivariant_maps_have_zero_equivariance_error() -> None:
     example = _flow_example()
     rotations = haar_rotations(5 * 4, GEN).reshape(5, 4, 3, 3)
-    flow = decompose(FlowMatchingTask(), PairwiseVelocity(), example, rotations, enumerated=False)
+    flow = decompose(FlowMatchingTask(), PairwiseVelocity(), example, rotations)
     assert flow.equiv["velocity"].abs().max() < 1e-10
     assert flow.mean["velocity"].mean() > 1e-3  # not a trivial zero: the model is wrong but equivariant
 
     task = ForceFieldTask()
     molecules = random_molecules(4, seed=3, with_labels=True)
     forces = decompose(task, PairPotential(), task.make_example(molecules, KeyedNoise(0)),
-                       haar_rotations(16, GEN).reshape(4, 4, 3, 3), enumerated=False)  # fmt: skip
+                       haar_rotations(16, GEN).reshape(4, 4, 3, 3))  # fmt: skip
     assert forces.quantity("equiv").abs().max() < 1e-10
 
 
 def test_non_equivariant_map_has_positive_equivariance_error() -> None:
     example = _flow_example()
     rotations = haar_rotations(5 * 4, GEN).reshape(5, 4, 3, 3)
-    result = decompose(FlowMatchingTask(), CartesianVelocity(), example, rotations, enumerated=False)
+    result = decompose(FlowMatchingTask(), CartesianVelocity(), example, rotations)
     rows = {r["quantity"]: r for r in summarize(result)}
     assert rows["equiv_percent"]["value"] > 1.0
     assert rows["relative_equivariance_error"]["value"] > 1e-2
@@ -165,9 +165,9 @@ def test_octahedral_twirl_of_any_map_has_zero_equivariance_error_in_the_coset_de
     grids = torch.randn(3, 2, 6, 6, 6, generator=GEN, dtype=torch.float64)
     example = Example({"grid": grids + 0.3}, {"grid": grids}, torch.arange(3))
     rotations = octahedral_group().expand(3, 24, 3, 3)
-    twirled = decompose(task, OctahedralTwirl(conv), example, rotations, enumerated=True)
+    twirled = decompose(task, OctahedralTwirl(conv), example, rotations)
     assert twirled.equiv["grid"].abs().max() < 1e-10
-    plain = decompose(task, conv, example, rotations, enumerated=True)
+    plain = decompose(task, conv, example, rotations)
     assert (plain.equiv["grid"] > 1e-4).all()
     # enumerating the group: the mean term is the loss of the exact twirl, with no correction
     exact_twirl = {"grid": OctahedralTwirl(conv)(example.inputs["grid"]).detach()}
@@ -192,7 +192,7 @@ def test_estimators_are_unbiased_and_the_plugin_is_biased_by_equiv_over_k(num_ro
     model = nn.Linear(3, 3, bias=False).double()
     model.weight.data = matrix.clone()
     rotations = haar_rotations(n * num_rotations, gen).reshape(n, num_rotations, 3, 3)
-    result = decompose(task, model, Example({"x": x}, {"y": y}, torch.arange(n)), rotations, enumerated=False)
+    result = decompose(task, model, Example({"x": x}, {"y": y}, torch.arange(n)), rotations)
     true_mean, true_equiv = _toy_truth(matrix, c, sigma)
     rows = {r["quantity"]: r for r in summarize(result)}
     for quantity, truth in (("mean", true_mean), ("equiv", true_equiv), ("total", true_mean + true_equiv)):
@@ -257,7 +257,7 @@ def test_twirling_check_on_independent_haar_rotations_agrees_and_catches_a_wrong
     assert equiv.mean() > 0.5 * mean.mean()  # far from equivariant: the check is not trivially zero
     for k in (1, 2, 4, 8):
         measured = twirled_losses(task, twirl_predictions, {"y": y}, {"x": x}, k).numpy()
-        expected = twirling_expectation(mean, equiv, k, enumerated=False)
+        expected = twirling_expectation(mean, equiv, k)
         z, looseness = _paired_check(measured, expected)
         assert abs(z) <= 3.0, (k, z)
         wrong, _ = _paired_check(measured, 1.025 * expected)
@@ -289,7 +289,7 @@ def test_twirling_check_for_cube_rotations_without_replacement() -> None:
         z, _ = _paired_check(measured, expected)
         assert abs(z) <= 3.0, (k, z)
         assert abs(_paired_check(measured, 1.025 * expected)[0]) > 3.0, k
-        haar_formula = twirling_expectation(mean, equiv, k, enumerated=False)
+        haar_formula = twirling_expectation(mean, equiv, k)
         assert abs(_paired_check(measured, haar_formula)[0]) > 3.0, k  # the i.i.d. formula is wrong here
     np.testing.assert_allclose(twirling_expectation(mean, equiv, 24, enumerated=True), mean)
 
@@ -328,3 +328,56 @@ def test_twist_reads_predictions_back_in_the_input_frame() -> None:
     rotated_back = rotate_vectors(task.predict(PairwiseVelocity(), task.act_on_inputs(example.inputs, rotation))
                                   ["velocity"], rotation.transpose(-1, -2))  # fmt: skip
     assert torch.allclose(rotated_back, twisted, atol=1e-12)
+
+
+def test_decompose_reads_the_design_from_the_task_runs_without_gradients_and_summarises() -> None:
+    example = _flow_example()
+    rotations = haar_rotations(5 * 4, GEN).reshape(5, 4, 3, 3)
+    model = nn.Sequential(nn.Linear(3, 3)).double()
+
+    class Velocity(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, positions, atomic_numbers, mask, bond_orders, t):
+            return self.inner(positions)
+
+    task = FlowMatchingTask()
+    result = decompose(task, Velocity(), example, rotations)
+    assert not result.enumerated and not result.total["velocity"].requires_grad
+    assert all(p.grad is None for p in model.parameters())
+    summary = result.summary()
+    assert list(summary.columns) == ["part", "t_bin", "quantity", "k", "value", "stderr", "n"]
+    assert set(summary["t_bin"]) > {"all"}  # flow matching: per-t-bin rows too
+    total = summary[(summary["quantity"] == "total") & (summary["t_bin"] == "all")]["value"].item()
+    assert total == pytest.approx(float(result.quantity("total").mean()), rel=1e-12)
+    with pytest.warns(DeprecationWarning):
+        decompose(task, Velocity(), example, rotations, enumerated=False)
+    with pytest.raises(ValueError, match="contradicts"):
+        decompose(task, Velocity(), example, rotations, enumerated=True)
+    with pytest.raises(ValueError, match="24 cube rotations"):  # the coset design needs the whole group
+        voxel = VoxelDenoisingTask(elements=(1, 6), grid_size=6)
+        grids = torch.randn(2, 2, 6, 6, 6, generator=GEN, dtype=torch.float64)
+        decompose(voxel, nn.Conv3d(2, 2, 1).double(), Example({"grid": grids}, {"grid": grids}, torch.arange(2)),
+                  octahedral_group()[:4].expand(2, 4, 3, 3))  # fmt: skip
+
+
+def test_decompose_with_a_twirling_set_reports_every_k() -> None:
+    """Haar twirling rotations go through the model separately: k = 1, 2, 4, 8 each give a per-example column and
+    the three summary rows; k = 1 is the mean single-rotation loss on the twirling rotations."""
+    task = FlowMatchingTask()
+    example = _flow_example()
+    rotations = haar_rotations(5 * 4, GEN).reshape(5, 4, 3, 3)
+    twirling = haar_rotations(5 * 8, GEN).reshape(5, 8, 3, 3)
+    model = CartesianVelocity()
+    result = decompose(task, model, example, rotations, twirling=twirling)
+    assert sorted(result.twirled) == [1, 2, 4, 8]
+    with torch.no_grad():
+        single = torch.stack([task.loss(task.twist(model, example.inputs, twirling[:, j]), example.target,
+                                        example.inputs) for j in range(8)], dim=1).mean(1)  # fmt: skip
+    torch.testing.assert_close(result.twirled[1], single, rtol=1e-12, atol=1e-12)
+    table = result.examples()
+    assert list(table.columns) == ["example_id", "total", "twirled_1", "twirled_2", "twirled_4", "twirled_8"]
+    twirl_rows = result.summary().dropna(subset=["k"])
+    assert set(twirl_rows["quantity"]) == {"twirled_loss", "twirled_loss_predicted", "twirled_loss_minus_predicted"}

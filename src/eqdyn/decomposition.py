@@ -1,6 +1,6 @@
 """The held-out loss of a model split into a twirled-prediction error and an equivariance error.
 
-See DESIGN.md, "The math".
+See docs/maths.md, "The math".
 
 For an example (x, y) and rotations g_1..g_K, the twisted predictions
 p_k = f_{g_k}(x) = rho_out(g_k)^-1 f(rho_in(g_k) x)
@@ -22,17 +22,29 @@ replacement (the variance of a mean drawn without replacement from a finite popu
 model, so it checks code, not models; measured on the estimator's own rotations it is an identity of the
 estimators, so the twirling rotations are a separate keyed stream (Haar design) or a separate keyed order of the
 cube rotations (coset design).
+
+The public API, the same the workflow runs (:mod:`eqdyn.analysis.checkpoint_decomposition`, and the user CLI
+``python -m eqdyn.decompose``): :func:`make_evaluation_rotations` (keyed rotations for the task's design),
+:func:`evaluation_batches` (examples with their rotations and twirling sets), :func:`decompose` (one batch, under
+``torch.no_grad()``, on the model's device; the design is ``task.evaluation_design``), :func:`decompose_batches`
+(all batches), and :class:`Decomposition` with :meth:`~Decomposition.summary` (a DataFrame) and
+:meth:`~Decomposition.examples` (per-example losses).
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from eqdyn.molecules import MoleculeBatch
+from eqdyn.molecules import MoleculeBatch, MoleculeDataset
 from eqdyn.symmetry.rotations import (
     coset_frames,
     evaluation_rotations,
@@ -46,11 +58,16 @@ QUANTITIES = ("total", "mean", "mean_plugin", "equiv", "twirl_sq_norm")
 # keyed_rng streams 1-3 are the evaluation rotations, the coset frames and the example noise
 STREAM_TWIRLING_ROTATIONS = 4
 OCTAHEDRAL_ORDER = 24
+# Decomposition.summary(): one row per (part, t bin, quantity, k)
+SUMMARY_COLUMNS = ("part", "t_bin", "quantity", "k", "value", "stderr", "n")
+# bins of the flow time t for per-t rows (examples with a covariate "t")
+T_BIN_EDGES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
 @dataclass
 class Decomposition:
-    """Per-example estimates [B] for each output part; ``part="all"`` sums the parts."""
+    """Per-example estimates [B] for each output part; ``part="all"`` sums the parts. ``twirled`` holds, where a
+    twirling set was given, the loss [B] of the test-time twirled model per number of rotations k."""
 
     example_id: Tensor
     num_rotations: int
@@ -61,6 +78,7 @@ class Decomposition:
     equiv: dict[str, Tensor]
     twirl_sq_norm: dict[str, Tensor]  # unbiased ||f_bar(x)||^2, the denominator of the relative equivariance error
     covariates: dict[str, Tensor] = field(default_factory=dict)
+    twirled: dict[int, Tensor] = field(default_factory=dict)
 
     def quantity(self, name: str, part: str = "all") -> Tensor:
         values: dict[str, Tensor] = getattr(self, name)
@@ -70,10 +88,66 @@ class Decomposition:
     def parts(self) -> list[str]:
         return [*self.total, "all"] if len(self.total) > 1 else list(self.total)
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[Decomposition]) -> Decomposition:
+        """One decomposition of the examples of several (batches') decompositions, in their order."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        first = parts[0]
+
+        def cat(name: str) -> dict[str, Tensor]:
+            return {part: torch.cat([getattr(d, name)[part] for d in parts]) for part in getattr(first, name)}
+
+        return cls(
+            torch.cat([d.example_id for d in parts]), first.num_rotations, first.enumerated,
+            cat("total"), cat("mean"), cat("mean_plugin"), cat("equiv"), cat("twirl_sq_norm"),
+            covariates={key: torch.cat([d.covariates[key] for d in parts]) for key in first.covariates},
+            twirled={k: torch.cat([d.twirled[k] for d in parts]) for k in first.twirled},
+        )  # fmt: skip
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """Tidy rows (part, t_bin, quantity, k, value, stderr, n): :func:`summarize` over all examples (t_bin
+        "all"), per bin of the flow time t where the examples have one (:data:`T_BIN_EDGES`), and for each k of
+        ``twirled`` the twirled loss, its expectation from the estimators and their paired difference (k is ""
+        on the other rows)."""
+        rows: list[dict[str, Any]] = [{"t_bin": "all", "k": "", **row} for row in summarize(self)]
+        if "t" in self.covariates:
+            t = self.covariates["t"].double()
+            for low, high in itertools.pairwise(T_BIN_EDGES):
+                in_bin = (t >= low) & (t < high)
+                rows += [{"t_bin": f"[{low:.1f},{high:.1f})", "k": "", **row} for row in summarize(self, in_bin)]
+        mean = self.quantity("mean").double().numpy()
+        equiv = self.quantity("equiv").double().numpy()
+        n = len(mean)
+        for k, twirled in self.twirled.items():
+            losses = twirled.double().numpy()
+            predicted = twirling_expectation(mean, equiv, k, self.enumerated)
+            # the difference is paired per example: its standard error is far smaller than the two in quadrature
+            pairs = (("twirled_loss", losses), ("twirled_loss_predicted", predicted),
+                     ("twirled_loss_minus_predicted", losses - predicted))  # fmt: skip
+            for quantity, values in pairs:
+                stderr = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+                rows.append({"part": "all", "t_bin": "all", "quantity": quantity, "k": k,
+                             "value": float(values.mean()), "stderr": stderr, "n": n})  # fmt: skip
+        return [{column: row[column] for column in SUMMARY_COLUMNS} for row in rows]
+
+    def summary(self) -> pd.DataFrame:
+        """:meth:`summary_rows` as a DataFrame with columns :data:`SUMMARY_COLUMNS` (k: nullable integer)."""
+        table = pd.DataFrame(self.summary_rows(), columns=list(SUMMARY_COLUMNS))
+        table["k"] = pd.array([None if k == "" else k for k in table["k"]], dtype="Int64")
+        return table
+
+    def examples(self) -> pd.DataFrame:
+        """One row per example: its id, its L_total estimate and its twirled loss per k (all parts summed)."""
+        columns: dict[str, Any] = {"example_id": self.example_id.cpu().numpy().astype(np.int64),
+                                   "total": self.quantity("total").double().numpy()}  # fmt: skip
+        columns.update({f"twirled_{k}": losses.double().numpy() for k, losses in sorted(self.twirled.items())})
+        return pd.DataFrame(columns)
+
 
 @dataclass(frozen=True)
 class EvaluationRotations:
-    """The rotations an evaluation uses for a set of examples (DESIGN.md: keyed by seed, example id and k)."""
+    """The rotations an evaluation uses for a set of examples (docs/maths.md: keyed by seed, example id and k)."""
 
     example_id: np.ndarray  # [B]
     rotations: np.ndarray  # [B, K, 3, 3]
@@ -179,15 +253,143 @@ def decompose_predictions(
     return Decomposition(example_id, num_rotations, enumerated, total, mean, plugin, equiv, twirl_sq_norm)
 
 
+def enumerates_rotations(task: Task) -> bool:
+    """True when ``task``'s evaluation design enumerates the 24 cube rotations (coset design), False for i.i.d.
+    Haar rotations."""
+    return task.evaluation_design == "octahedral_coset"
+
+
+def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch.device:
+    """The device of the model's first parameter or buffer; ``default`` for a model without either."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device(default)
+
+
 def decompose(
-    task: Task, model: nn.Module, example: Example, rotations: Tensor, enumerated: bool, chunk_size: int | None = None
+    task: Task,
+    model: nn.Module,
+    example: Example,
+    rotations: Tensor,
+    enumerated: bool | None = None,
+    chunk_size: int | None = None,
+    *,
+    twirling: Tensor | None = None,
+    device: torch.device | str | None = None,
 ) -> Decomposition:
-    """One batched decomposition pass of ``model`` on ``example`` with per-example ``rotations [B, K, 3, 3]``."""
-    predictions = twisted_predictions(task, model, example.inputs, rotations, chunk_size)
-    predictions = {part: value.detach() for part, value in predictions.items()}
-    result = decompose_predictions(task, predictions, example.target, example.inputs, enumerated, example.example_id)
-    result.covariates = dict(example.covariates)
+    """The loss decomposition of ``model`` on one batch ``example`` with per-example ``rotations [B, K, 3, 3]``
+    (from :func:`make_evaluation_example`), in the task's evaluation design (``task.evaluation_design``).
+
+    The model runs under ``torch.no_grad()`` on ``device`` (moved there when given; else where its parameters are),
+    in chunks of ``chunk_size`` rotations; the estimators run on CPU copies of its predictions. With ``twirling``
+    (:attr:`EvaluationRotations.twirl_rotations` [B, M, 3, 3] for the Haar design, which go through the model
+    separately, or :attr:`EvaluationRotations.twirl_order` [B, 24] for the coset design, an order of the 24
+    predictions already made) also the test-time twirled losses for k = 1, 2, 4, ... (:func:`twirling_ks`).
+
+    ``enumerated`` is deprecated: the task determines it; a value that contradicts the task is an error."""
+    design_enumerates = enumerates_rotations(task)
+    if enumerated is not None:
+        if bool(enumerated) != design_enumerates:
+            raise ValueError(f"enumerated={enumerated} contradicts {task.name}'s evaluation design "
+                             f"{task.evaluation_design!r}")  # fmt: skip
+        warnings.warn("decompose(..., enumerated=...) is deprecated: the task's evaluation_design determines it",
+                      DeprecationWarning, stacklevel=2)  # fmt: skip
+    if rotations.dim() != 4 or rotations.shape[-2:] != (3, 3):
+        raise ValueError(f"expected rotations [B, K, 3, 3], got {tuple(rotations.shape)}")
+    if design_enumerates and rotations.shape[1] != OCTAHEDRAL_ORDER:
+        raise ValueError(f"the coset design enumerates the {OCTAHEDRAL_ORDER} cube rotations; got K = "
+                         f"{rotations.shape[1]}")  # fmt: skip
+    if device is not None:
+        model.to(device)
+    run_on = model_device(model, default=rotations.device)
+    cpu = torch.device("cpu")
+    on_cpu = example.to(cpu)
+
+    def predict(with_rotations: Tensor) -> Output:
+        with torch.no_grad():
+            inputs = example.to(run_on).inputs
+            predictions = twisted_predictions(task, model, inputs, with_rotations.to(run_on), chunk_size)
+        return {part: value.detach().to(cpu) for part, value in predictions.items()}
+
+    predictions = predict(rotations)
+    result = decompose_predictions(task, predictions, on_cpu.target, on_cpu.inputs, design_enumerates,
+                                   on_cpu.example_id)  # fmt: skip
+    result.covariates = dict(on_cpu.covariates)
+    if twirling is None:
+        return result
+    if design_enumerates:
+        twirl_predictions, order = predictions, twirling.to(cpu)
+    else:
+        twirl_predictions, order = predict(twirling), None
+    for k in twirling_ks(next(iter(twirl_predictions.values())).shape[1]):
+        result.twirled[k] = twirled_losses(task, twirl_predictions, on_cpu.target, on_cpu.inputs, k, order).detach()
     return result
+
+
+class EvaluationBatch(NamedTuple):
+    """One batch of the evaluation: the example, its rotations [B, K, 3, 3] and its twirling set (or None)."""
+
+    example: Example
+    rotations: Tensor
+    twirling: Tensor | None = None
+
+
+def evaluation_batches(
+    task: Task,
+    dataset: MoleculeDataset,
+    evaluation: EvaluationRotations,
+    seed: int,
+    batch_size: int | None = None,
+    evaluations_per_batch: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> list[EvaluationBatch]:
+    """The examples of ``evaluation`` (matched by id into ``dataset``), in its order, in batches of ``batch_size``
+    examples or of as many as keep the model evaluations per batch (examples x rotations) within
+    ``evaluations_per_batch``. Batching changes no number: every example's noise and rotations are keyed by its id.
+    ``seed`` keys the example noise (the seed that made the rotations)."""
+    if (batch_size is None) == (evaluations_per_batch is None):
+        raise ValueError("give exactly one of batch_size and evaluations_per_batch")
+    if evaluation.enumerated != enumerates_rotations(task):
+        raise ValueError(f"the evaluation rotations are of the {'coset' if evaluation.enumerated else 'Haar'} "
+                         f"design but {task.name}'s evaluation design is {task.evaluation_design!r}")  # fmt: skip
+    if batch_size is None:
+        batch_size = max(1, int(evaluations_per_batch) // evaluation.rotations.shape[1])  # type: ignore[arg-type]
+    row_of = {int(key): row for row, key in enumerate(dataset.example_id.tolist())}
+    missing = [int(key) for key in evaluation.example_id if int(key) not in row_of]
+    if missing:
+        raise KeyError(f"example ids {missing[:5]} of the evaluation rotations are not in {dataset.source}")
+    rows = np.array([row_of[int(key)] for key in evaluation.example_id])
+    twirl_source = evaluation.twirl_order if evaluation.enumerated else evaluation.twirl_rotations
+    position = {int(key): row for row, key in enumerate(evaluation.example_id)}
+    batches = []
+    for start in range(0, len(rows), batch_size):
+        molecules = dataset.batch(rows[start : start + batch_size]).to(dtype=dtype)
+        example, rotations = make_evaluation_example(task, molecules, evaluation, seed)
+        twirling = None
+        if twirl_source is not None:
+            values = torch.from_numpy(twirl_source[np.array([position[int(key)] for key in example.example_id])])
+            twirling = values if evaluation.enumerated else values.to(dtype)
+        batches.append(EvaluationBatch(example, rotations.to(dtype), twirling))
+    return batches
+
+
+def decompose_batches(
+    task: Task, model: nn.Module, batches: Iterable[EvaluationBatch], device: torch.device | str | None = None
+) -> Decomposition:
+    """:func:`decompose` over every batch, concatenated: the decomposition of a whole evaluation set."""
+    return Decomposition.concatenate([
+        decompose(task, model, batch.example, batch.rotations, twirling=batch.twirling, device=device)
+        for batch in batches
+    ])
+
+
+def twirling_ks(num_rotations: int) -> list[int]:
+    """k = 1, 2, 4, ... up to the number of twirling rotations available."""
+    ks, k = [], 1
+    while k <= num_rotations:
+        ks.append(k)
+        k *= 2
+    return ks
 
 
 def twirled_losses(
@@ -215,7 +417,7 @@ def _take_along_rotations(values: Tensor, order: Tensor) -> Tensor:
     return torch.take_along_dim(values, index.expand(*order.shape, *values.shape[2:]), dim=1)
 
 
-def twirling_expectation(mean: np.ndarray, equiv: np.ndarray, k: int, enumerated: bool) -> np.ndarray:
+def twirling_expectation(mean: np.ndarray, equiv: np.ndarray, k: int, enumerated: bool = False) -> np.ndarray:
     """E[loss of the k-rotation twirl] per example from the estimators: L_mean + L_equiv / k for i.i.d. Haar
     rotations; L_mean + L_equiv (24 - k) / (23 k) for k distinct cube rotations (with L_equiv the enumerated
     variance over 24, so that k = 24 gives L_mean and k = 1 gives L_total)."""

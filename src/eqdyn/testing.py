@@ -3,6 +3,8 @@ under any task.
 
 Use them to check a model of your own before decomposing it (float64 recommended):
 
+    >>> assert_equivariant(FlowMatchingTask(), model.double())             # raises AssertionError if it is not
+    >>> assert_equivariant(FlowMatchingTask(), model.double(), parity=True)  # E(3): reflections too
     >>> task = FlowMatchingTask()
     >>> example = task.make_example(random_molecules(), KeyedNoise(0))
     >>> equivariance_error(task, model.double(), example, haar_rotations(len(example.example_id)))
@@ -18,10 +20,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from eqdyn.config import REPO_ROOT
 from eqdyn.io import save_npz
 from eqdyn.molecules import MoleculeBatch
-from eqdyn.tasks.base import Example, Task, sum_parts
+from eqdyn.symmetry.rotations import haar_rotations, octahedral_group
+from eqdyn.tasks.base import Example, KeyedNoise, Task, sum_parts
+
+#: (rtol, atol) of :func:`assert_equivariant` per dtype: max |f_g(x) - f(x)| <= atol + rtol * max |f(x)|, per output
+#: part. Round-off of an exactly equivariant model is ~1e-15 (float64) or ~1e-7 (float32) of the output's scale;
+#: the margins leave room for deep models and sums over atoms.
+EQUIVARIANCE_TOLERANCES: dict[torch.dtype, tuple[float, float]] = {
+    torch.float64: (1e-9, 1e-12),
+    torch.float32: (1e-4, 1e-6),
+    torch.float16: (1e-2, 1e-3),
+    torch.bfloat16: (5e-2, 1e-2),
+}
 
 
 def random_molecules(batch: int = 4, atoms: int = 6, seed: int = 0, with_labels: bool = False) -> MoleculeBatch:
@@ -86,17 +98,86 @@ def equivariance_error(task: Task, model: nn.Module, example: Example, rotations
     diff = {part: twisted[part] - plain[part] for part in task.output_parts}
     numerator = sum_parts(task.squared_norms(diff, example.inputs)).sum()
     denominator = sum_parts(task.squared_norms(plain, example.inputs)).sum()
-    return float(numerator / denominator)
+    return float((numerator / denominator).detach())
 
 
-def copy_workflow(destination: Path) -> Path:
-    """Copy the Snakefile, workflow/, config/ and src/ into ``destination`` so a test can run the workflow there
-    without touching (or locking) the repository's own results."""
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for parameter in model.parameters():
+        if parameter.is_floating_point():
+            return parameter.dtype
+    return torch.get_default_dtype()
+
+
+def assert_equivariant(
+    task: Task,
+    model: nn.Module,
+    dtype: torch.dtype | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    parity: bool = False,
+    example: Example | None = None,
+    num_examples: int = 4,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Assert that ``model`` is equivariant under ``task``'s symmetry: f_g(x) = f(x) for one rotation g per example
+    (Haar rotations for point clouds; cube rotations other than the identity for voxel grids, the symmetry the
+    grid has), and with ``parity`` also for the improper -g (reflection equivariance of E(3) models).
+
+    Per output part the check is max |f_g(x) - f(x)| <= atol + rtol * max |f(x)|, with defaults per ``dtype`` from
+    :data:`EQUIVARIANCE_TOLERANCES` (the model's dtype when ``dtype`` is None; the model is not converted: pass a
+    model of that dtype). An output that vanishes everywhere fails (it would make the check vacuous). The example
+    is ``example`` or ``num_examples`` random padded molecules (:func:`random_molecules`) made into one by the task.
+    Returns the relative errors max |f_g(x) - f(x)| / max |f(x)| per "<part>" (and "<part>/reflection")."""
+    dtype = dtype or _model_dtype(model)
+    if dtype not in EQUIVARIANCE_TOLERANCES:
+        raise ValueError(f"no default tolerances for {dtype}; known: {list(EQUIVARIANCE_TOLERANCES)}")
+    default_rtol, default_atol = EQUIVARIANCE_TOLERANCES[dtype]
+    rtol = default_rtol if rtol is None else rtol
+    atol = default_atol if atol is None else atol
+    if example is None:
+        molecules = random_molecules(num_examples, seed=seed, with_labels=True).to(dtype=dtype)
+        example = task.make_example(molecules, KeyedNoise(seed))
+    batch = len(example.example_id)
+    generator = torch.Generator().manual_seed(seed)
+    if task.evaluation_design == "octahedral_coset":
+        rotations = octahedral_group(dtype=dtype)[torch.randint(1, 24, (batch,), generator=generator)]
+    else:
+        rotations = haar_rotations(batch, generator, dtype=dtype)
+    rotations = rotations.to(next(iter(example.inputs.values())).device)
+    plain = {part: value.detach() for part, value in task.predict(model, example.inputs).items()}
+    checks = [("rotation", rotations)] + ([("reflection", -rotations)] if parity else [])
+    errors: dict[str, float] = {}
+    failures = []
+    for kind, group_elements in checks:
+        twisted = task.twist(model, example.inputs, group_elements)
+        for part in task.output_parts:
+            scale = float(plain[part].abs().max())
+            difference = float((twisted[part].detach() - plain[part]).abs().max())
+            name = part if kind == "rotation" else f"{part}/reflection"
+            errors[name] = difference / scale if scale > 0 else float("inf")
+            if scale == 0:
+                failures.append(f"{part}: the output is zero everywhere, so equivariance is not tested")
+            elif not difference <= atol + rtol * scale:
+                failures.append(f"{part}: not equivariant under {kind}: max |f_g(x) - f(x)| = {difference:.3g} > "
+                                f"atol + rtol max |f(x)| = {atol:.1g} + {rtol:.1g} x {scale:.3g}")  # fmt: skip
+    if failures:
+        raise AssertionError(f"{type(model).__name__} under {task.name} ({dtype}):\n  " + "\n  ".join(failures))
+    return errors
+
+
+def copy_workflow(destination: Path, checkout: Path | None = None) -> Path:
+    """Copy a source checkout's Snakefile, workflow/, config/ and src/ into ``destination`` so a test can run the
+    workflow there without touching (or locking) the checkout's own results. ``checkout``: default the working
+    directory (pytest runs from the repository root); the installed package never assumes where it was installed."""
+    checkout = Path.cwd() if checkout is None else checkout
+    if not (checkout / "Snakefile").exists():
+        raise FileNotFoundError(f"copy_workflow needs a source checkout with a Snakefile; {checkout} has none")
     destination.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "workflow", "config", "src"):
-        source = REPO_ROOT / name
+        source = checkout / name
         if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(source, destination / name, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # fmt: skip
         else:
             shutil.copy(source, destination / name)
     return destination

@@ -12,12 +12,24 @@ import pandas as pd
 import pytest
 import torch
 
-from eqdyn import evaluation_rotations
+from eqdyn import decomposition, evaluation_rotations
 from eqdyn.analysis import checkpoint_decomposition
 from eqdyn.models import build_model
+from eqdyn.tasks import build_task
 from eqdyn.testing import synthetic_dataset
 
 TASK_SETTINGS = {"prior_sigma": 1.0}
+TRAINING = {"steps": 10, "batch_size": 4, "optimizer": "adam", "learning_rate": 3e-3, "weight_decay": 0.0,
+            "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "grad_clip": 10.0, "ema_decay": None,
+            "augment": True, "num_train_molecules": None, "precision": "fp32", "device": "cpu", "threads": 1,
+            "log_every": 10, "state_every": 10, "seed": 0}  # fmt: skip
+
+
+def run_config(name: str, task: str, settings: dict, family: str, overrides: dict | None = None) -> dict:
+    """A complete run.json (the analyses read it as a typed RunConfig)."""
+    return {"name": name, "base_run": name, "sweep": None, "task": task, "task_settings": settings,
+            "model": {"family": family, "size": "xs", "overrides": overrides or {}}, "training": TRAINING,
+            "checkpoint_steps": [0, 10]}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +43,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     evaluation_rotations.main(["--task", "flow_matching", "--task-settings", str(root / "task.json"), "--split",
                                str(split), "--num-rotations", "4", "--twirl-rotations", "4", "--seed", "3",
                                "--out", str(rotations)])  # fmt: skip
-    run = {"name": "flow-transformer", "task": "flow_matching", "task_settings": TASK_SETTINGS,
-           "model": {"family": "transformer", "size": "xs", "overrides": {}}}  # fmt: skip
+    run = run_config("flow-transformer", "flow_matching", TASK_SETTINGS, "transformer")
     (root / "run.json").write_text(json.dumps(run))
     checkpoints = []
     for step, seed in ((0, 0), (10, 1)):
@@ -130,8 +141,7 @@ def test_voxel_twirling_draws_cube_rotations_without_replacement(tmp_path: Path)
                                "--out", str(rotations)])  # fmt: skip
     with np.load(rotations) as data:
         assert data["twirl_order"].shape == (len(data["example_id"]), 24) and "twirl_rotations" not in data.files
-    run = {"name": "voxel-unet3d", "task": "voxel_denoising", "task_settings": settings,
-           "model": {"family": "unet3d", "size": "xs", "overrides": {"channels": 2}}}  # fmt: skip
+    run = run_config("voxel-unet3d", "voxel_denoising", settings, "unet3d", {"channels": 2})
     (tmp_path / "run.json").write_text(json.dumps(run))
     torch.manual_seed(0)
     model = build_model("voxel_denoising", "unet3d", "xs", channels=2)
@@ -151,3 +161,45 @@ def test_voxel_twirling_draws_cube_rotations_without_replacement(tmp_path: Path)
         assert abs(difference.loc[k, "value"]) <= 4 * difference.loc[k, "stderr"], k
     examples = pd.read_csv(tmp_path / "voxel_examples.csv.gz")
     np.testing.assert_allclose(examples["twirled_1"], examples["total"], rtol=1e-5)
+
+
+def test_the_pipeline_runs_the_public_decompose(study: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch of the pipeline goes through eqdyn.decomposition.decompose, and its table is the user's
+    Decomposition.summary() of the same model, row for row."""
+    calls = []
+    public = decomposition.decompose
+
+    def counting(*args, **kwargs):
+        calls.append(args[2].example_id.tolist())
+        return public(*args, **kwargs)
+
+    monkeypatch.setattr(decomposition, "decompose", counting)
+    decompose(study, "public", 8)
+    rows = pd.read_csv(study["root"] / "public.csv")
+    with np.load(study["rotations"]) as data:
+        ids = sorted(data["example_id"].tolist())
+    assert sorted(i for call in calls for i in call) == sorted(ids * 2)  # each example once per checkpoint
+    monkeypatch.setattr(decomposition, "decompose", public)
+    task = build_task("flow_matching", **TASK_SETTINGS)
+    torch.manual_seed(1)
+    model = build_model("flow_matching", "transformer", "xs").eval()  # the weights of the step-10 checkpoint
+    batches = checkpoint_decomposition.load_evaluation_batches(task, study["split"], study["rotations"], 3,
+                                                                torch.float32)  # fmt: skip
+    summary = decomposition.decompose_batches(task, model, batches).summary()
+    at_step = rows[rows["step"] == 10].reset_index(drop=True)
+    assert list(summary.columns) == list(decomposition.SUMMARY_COLUMNS)
+    assert list(at_step["quantity"]) == list(summary["quantity"])
+    np.testing.assert_allclose(at_step["value"], summary["value"], rtol=1e-5, atol=1e-9)
+    assert list(summary["k"].dropna()) == [int(k) for k in at_step["k"].dropna()]
+
+
+def test_rotations_of_another_design_are_refused(study: dict[str, Path], tmp_path: Path) -> None:
+    settings = {"elements": [1, 6], "grid_size": 8, "resolution": 0.75, "atom_sigma": 0.6, "noise_sigma": 0.5}
+    (tmp_path / "task.json").write_text(json.dumps(settings))
+    voxel_rotations = tmp_path / "rotations.npz"
+    evaluation_rotations.main(["--task", "voxel_denoising", "--task-settings", str(tmp_path / "task.json"),
+                               "--split", str(study["split"]), "--num-rotations", "4", "--seed", "3",
+                               "--out", str(voxel_rotations)])  # fmt: skip
+    task = build_task("flow_matching", **TASK_SETTINGS)
+    with pytest.raises(ValueError, match="evaluation design is 'haar'"):
+        checkpoint_decomposition.load_evaluation_batches(task, study["split"], voxel_rotations, 4, torch.float32)

@@ -49,6 +49,7 @@ CAPTION_PARAMS = dict(
     ),
     checkpoints=", ".join(str(s) for s in sorted({s for run in RUNS.values() for s in run["checkpoint_steps"]})),
     num_rotations=config["evaluation"]["num_rotations"],
+    twirl_rotations=config["evaluation"]["twirl_rotations"],
 )
 
 
@@ -69,139 +70,54 @@ GRADIENT_TABLES = _analysis_tables("gradients") if HAS_GRADIENTS else []
 EFFICIENCY_TABLE = f"{RESULTS}/analysis/efficiency.csv"
 
 
-rule figure_equiv_percent:
-    input:
-        decomposition=DECOMPOSITIONS,
-        runs=RUN_FILES,
-        manifests=MANIFESTS,
-        code=code_inputs("eqdyn.figures.equiv_percent"),
-    output:
-        png=report(f"{FIGURES}/equiv_percent.png", caption="../report/equiv_percent.rst", category="Figures"),
-        pdf=f"{FIGURES}/equiv_percent.pdf",
-    log:
-        f"{RESULTS}/logs/figures/equiv_percent.log",
-    params:
-        **CAPTION_PARAMS,
-    shell:
-        "{PYTHON} -m eqdyn.figures.equiv_percent --decomposition {input.decomposition} --runs {input.runs}"
-        " --manifests {input.manifests} --out {output.png} > {log} 2>&1"
+EXAMPLES = [t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS]
+FROM_DECOMPOSITION = dict(decomposition=DECOMPOSITIONS, runs=RUN_FILES, manifests=MANIFESTS)
+
+# One rule per figure, from this table: figure name -> its tables, each passed to `python -m eqdyn.figures.<name>`
+# as --<input name> <files> (an empty list is left out). Caption: workflow/report/<name>.rst.
+FIGURE_INPUTS = {
+    "equiv_percent": FROM_DECOMPOSITION,
+    "loss_decomposition": FROM_DECOMPOSITION,
+    "robustness": FROM_DECOMPOSITION,
+    # per-example losses of every run (the decomposition's second output) and the inference timings
+    "twirling": {**FROM_DECOMPOSITION, "examples": EXAMPLES,
+                 "efficiency": [EFFICIENCY_TABLE] if HAS_EFFICIENCY else []},
+    "hessian_spectra": {"hessian": HESSIAN_TABLES, "density": [t.replace(".csv", "_density.csv") for t in HESSIAN_TABLES],
+                        "runs": RUN_FILES},
+    "efficiency": {"efficiency": [EFFICIENCY_TABLE], **FROM_DECOMPOSITION},
+    "gradients": {"gradients": GRADIENT_TABLES, **FROM_DECOMPOSITION},
+}
 
 
-rule figure_loss_decomposition:
-    input:
-        decomposition=DECOMPOSITIONS,
-        runs=RUN_FILES,
-        manifests=MANIFESTS,
-        code=code_inputs("eqdyn.figures.loss_decomposition"),
-    output:
-        png=report(
-            f"{FIGURES}/loss_decomposition.png", caption="../report/loss_decomposition.rst", category="Figures"
-        ),
-        pdf=f"{FIGURES}/loss_decomposition.pdf",
-    log:
-        f"{RESULTS}/logs/figures/loss_decomposition.log",
-    params:
-        **CAPTION_PARAMS,
-    shell:
-        "{PYTHON} -m eqdyn.figures.loss_decomposition --decomposition {input.decomposition} --runs {input.runs}"
-        " --manifests {input.manifests} --out {output.png} > {log} 2>&1"
+def figure_arguments(wildcards, input):
+    """--<name> <files> for every table input of a figure rule (not its code), leaving out empty lists."""
+    words = []
+    for name, files in input.items():
+        files = [files] if isinstance(files, str) else list(files)
+        if name != "code" and files:
+            words += [f"--{name}", *files]
+    return " ".join(words)
 
 
-rule figure_robustness:
-    input:
-        decomposition=DECOMPOSITIONS,
-        runs=RUN_FILES,
-        manifests=MANIFESTS,
-        code=code_inputs("eqdyn.figures.robustness"),
-    output:
-        png=report(f"{FIGURES}/robustness.png", caption="../report/robustness.rst", category="Figures"),
-        pdf=f"{FIGURES}/robustness.pdf",
-    log:
-        f"{RESULTS}/logs/figures/robustness.log",
-    params:
-        **CAPTION_PARAMS,
-    shell:
-        "{PYTHON} -m eqdyn.figures.robustness --decomposition {input.decomposition} --runs {input.runs}"
-        " --manifests {input.manifests} --out {output.png} > {log} 2>&1"
+for _figure, _inputs in FIGURE_INPUTS.items():
 
-
-rule figure_twirling:
-    input:
-        decomposition=DECOMPOSITIONS,
-        runs=RUN_FILES,
-        manifests=MANIFESTS,
-        # per-example losses of every run (the decomposition's second output) and the inference timings
-        examples=[t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS],
-        efficiency=[EFFICIENCY_TABLE] if HAS_EFFICIENCY else [],
-        code=code_inputs("eqdyn.figures.twirling"),
-    output:
-        png=report(f"{FIGURES}/twirling.png", caption="../report/twirling.rst", category="Figures"),
-        pdf=f"{FIGURES}/twirling.pdf",
-    log:
-        f"{RESULTS}/logs/figures/twirling.log",
-    params:
-        timings=lambda wildcards, input: f"--efficiency {input.efficiency}" if input.efficiency else "",
-        twirl_rotations=config["evaluation"]["twirl_rotations"],
-        **CAPTION_PARAMS,
-    shell:
-        "{PYTHON} -m eqdyn.figures.twirling --decomposition {input.decomposition} --runs {input.runs}"
-        " --manifests {input.manifests} --examples {input.examples} {params.timings} --out {output.png} > {log} 2>&1"
-
-
-rule figure_hessian_spectra:
-    input:
-        hessian=HESSIAN_TABLES,
-        density=[t.replace(".csv", "_density.csv") for t in HESSIAN_TABLES],
-        runs=RUN_FILES,
-        code=code_inputs("eqdyn.figures.hessian_spectra"),
-    output:
-        png=report(f"{FIGURES}/hessian_spectra.png", caption="../report/hessian_spectra.rst", category="Figures"),
-        pdf=f"{FIGURES}/hessian_spectra.pdf",
-    log:
-        f"{RESULTS}/logs/figures/hessian_spectra.log",
-    params:
-        **CAPTION_PARAMS,
-    shell:
-        "{PYTHON} -m eqdyn.figures.hessian_spectra --hessian {input.hessian} --density {input.density}"
-        " --runs {input.runs} --out {output.png} > {log} 2>&1"
-
-
-rule figure_efficiency:
-    input:
-        efficiency=EFFICIENCY_TABLE,
-        decomposition=DECOMPOSITIONS,
-        runs=RUN_FILES,
-        manifests=MANIFESTS,
-        code=code_inputs("eqdyn.figures.efficiency"),
-    output:
-        png=report(f"{FIGURES}/efficiency.png", caption="../report/efficiency.rst", category="Figures"),
-        pdf=f"{FIGURES}/efficiency.pdf",
-    log:
-        f"{RESULTS}/logs/figures/efficiency.log",
-    params:
-        **CAPTION_PARAMS,
-    shell:
-        "{PYTHON} -m eqdyn.figures.efficiency --efficiency {input.efficiency} --decomposition {input.decomposition}"
-        " --runs {input.runs} --manifests {input.manifests} --out {output.png} > {log} 2>&1"
-
-
-rule figure_gradients:
-    input:
-        gradients=GRADIENT_TABLES,
-        decomposition=DECOMPOSITIONS,
-        runs=RUN_FILES,
-        manifests=MANIFESTS,
-        code=code_inputs("eqdyn.figures.gradients"),
-    output:
-        png=report(f"{FIGURES}/gradients.png", caption="../report/gradients.rst", category="Figures"),
-        pdf=f"{FIGURES}/gradients.pdf",
-    log:
-        f"{RESULTS}/logs/figures/gradients.log",
-    params:
-        **CAPTION_PARAMS,
-    shell:
-        "{PYTHON} -m eqdyn.figures.gradients --gradients {input.gradients} --decomposition {input.decomposition}"
-        " --runs {input.runs} --manifests {input.manifests} --out {output.png} > {log} 2>&1"
+    rule:
+        name:
+            f"figure_{_figure}"
+        input:
+            **_inputs,
+            code=code_inputs(f"eqdyn.figures.{_figure}"),
+        output:
+            png=report(f"{FIGURES}/{_figure}.png", caption=f"../report/{_figure}.rst", category="Figures"),
+            pdf=f"{FIGURES}/{_figure}.pdf",
+        log:
+            f"{RESULTS}/logs/figures/{_figure}.log",
+        params:
+            module=f"eqdyn.figures.{_figure}",
+            tables=figure_arguments,
+            **CAPTION_PARAMS,
+        shell:
+            "{PYTHON} -m {params.module} {params.tables} --out {output.png} > {log} 2>&1"
 
 
 rule claims:
@@ -212,7 +128,7 @@ rule claims:
         hessian=HESSIAN_TABLES,
         gradients=GRADIENT_TABLES,
         efficiency=[EFFICIENCY_TABLE] if HAS_EFFICIENCY else [],
-        examples=[t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS],
+        examples=EXAMPLES,
         code=code_inputs("eqdyn.figures.claims"),
     output:
         md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),

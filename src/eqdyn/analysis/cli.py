@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from eqdyn.checkpoints import select_device
+from eqdyn.run_config import RunConfig
 from eqdyn.tasks import Task, build_task
-from eqdyn.training.train import select_device
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,9 +21,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the model runs")
 
 
-def open_run(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], Task, torch.device]:
-    """Set the thread count; return the run config, its manifest, its task and the device models go to."""
+def open_run(args: argparse.Namespace) -> tuple[RunConfig, dict[str, Any], Task, torch.device]:
+    """Set the thread count; return the run config (typed, checked as the workflow checks it), its manifest, its
+    task and the device models go to."""
     torch.set_num_threads(args.threads)
-    run = json.loads(args.run.read_text())
+    run = RunConfig.from_dict(json.loads(args.run.read_text()), source=str(args.run))
     manifest = json.loads(args.manifest.read_text())
-    return run, manifest, build_task(run["task"], **run["task_settings"]), select_device(args.device)
+    return run, manifest, build_task(run.task, **run.task_settings), select_device(args.device)

@@ -15,6 +15,7 @@ rotations and noise), with respect to all parameters:
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import torch
@@ -23,10 +24,11 @@ from eqdyn.analysis.checkpoint_decomposition import load_evaluation_batches
 from eqdyn.analysis.cli import add_run_arguments, open_run
 from eqdyn.analysis.hessian import FixedBatchLosses
 from eqdyn.analysis.parameter_symmetry import nonequivariant_sq_norm
+from eqdyn.checkpoints import load_checkpoint, manifest_checkpoints
 from eqdyn.decomposition import decompose_predictions
 from eqdyn.io import write_csv
-from eqdyn.training.train import load_checkpoint
 
+logger = logging.getLogger(__name__)
 COLUMNS = ("run", "step", "quantity", "value", "stderr")
 
 
@@ -63,24 +65,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--batch-size", type=int, default=32, help="examples in the fixed evaluation batch")
     args = parser.parse_args(argv)
-    run, manifest, task, device = open_run(args)
-    batches, enumerated = load_evaluation_batches(task, args.split, args.rotations, args.batch_size, torch.float32)
-    example, rotations = batches[0][0].to(device), batches[0][1].to(device)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run, _, task, device = open_run(args)
+    first = load_evaluation_batches(task, args.split, args.rotations, args.batch_size, torch.float32)[0]
+    example, rotations = first.example.to(device), first.rotations.to(device)
     initial = None
     rows = []
-    for entry in manifest["checkpoints"]:
-        model = load_checkpoint(run, args.manifest.parent / entry["file"], device)
+    for entry in manifest_checkpoints(args.manifest):
+        model = load_checkpoint(run, entry.path, device)
         parameters = flat_parameters(model)
         initial = parameters if initial is None else initial
-        values = gradient_rows(FixedBatchLosses(task, model, example, rotations, enumerated))
+        # the evaluation design (Haar or enumerated cube rotations) is the task's, as the rotations file's is
+        values = gradient_rows(FixedBatchLosses(task, model, example, rotations))
         values["parameter_distance_from_init"] = float((parameters - initial).norm())
         perp = nonequivariant_sq_norm(model)
         if perp is not None:
             values["nonequivariant_parameter_sq_norm"] = perp
-        rows += [{"run": run["name"], "step": entry["step"], "quantity": q, "value": v, "stderr": ""}
+        rows += [{"run": run.name, "step": entry.step, "quantity": q, "value": v, "stderr": ""}
                  for q, v in values.items()]  # fmt: skip
-        print(f"step {entry['step']}: grad share of L_equiv {values['grad_share_equiv']:.3g}, "
-              f"cosine {values['grad_cosine']:.3g}", flush=True)  # fmt: skip
+        logger.info("step %d: grad share of L_equiv %.3g, cosine %.3g", entry.step, values["grad_share_equiv"],
+                    values["grad_cosine"])  # fmt: skip
     write_csv(args.out, rows, COLUMNS)
     return 0
 

@@ -61,11 +61,11 @@ from eqdyn.analysis.lanczos import (
     hutchinson_trace,
     stochastic_lanczos_quadrature,
 )
+from eqdyn.checkpoints import load_checkpoint
 from eqdyn.decomposition import make_evaluation_example, make_evaluation_rotations
 from eqdyn.io import write_csv
 from eqdyn.molecules import MoleculeDataset
 from eqdyn.tasks import Task
-from eqdyn.training.train import load_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 COLUMNS = ("run", "step", "loss", "quantity", "index", "repeat", "value", "stderr", "repeats", "ci_low", "ci_high")
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = MoleculeDataset.load(args.split)
     files = {entry["step"]: entry["file"] for entry in manifest["checkpoints"]}
     # fractions of the steps actually trained (a diverged run stops early; one with no checkpoint gets empty tables)
-    trained = int(manifest.get("steps_trained", run["training"]["steps"]))
+    trained = int(manifest.get("steps_trained", run.training.steps))
     steps = chosen_steps(sorted(files), settings["checkpoint_fractions"], trained) if files else []
     if (args.out is None) != (args.density_out is None) or (args.out is None and args.stability_out is None):
         parser.error("give --out with --density-out, and/or --stability-out")
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for step in steps if args.out is not None else []:
         model = load_checkpoint(run, args.manifest.parent / files[step], device)
         step_rows, step_density = analyse_checkpoint(task, model, dataset, settings, settings["num_examples"],
-                                                     settings["num_rotations"], run["name"], step)  # fmt: skip
+                                                     settings["num_rotations"], run.name, step)  # fmt: skip
         rows += step_rows
         density_rows += step_density
         summary = {(r["loss"], r["quantity"]): r["value"] for r in step_rows if r["repeat"] == ""}
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_checkpoint(run, args.manifest.parent / files[step], device)
         for batch, rotations in ((settings["num_examples"], settings["num_rotations"]),
                                  (2 * settings["num_examples"], 2 * settings["num_rotations"])):  # fmt: skip
-            design_rows, _ = analyse_checkpoint(task, model, dataset, settings, batch, rotations, run["name"], step)
+            design_rows, _ = analyse_checkpoint(task, model, dataset, settings, batch, rotations, run.name, step)
             stability_rows += [{**r, "batch": batch, "rotations": rotations} for r in design_rows]
     if args.stability_out is not None:
         write_csv(args.stability_out, stability_rows, (*COLUMNS, "batch", "rotations"))

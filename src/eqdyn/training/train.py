@@ -37,7 +37,6 @@ import argparse
 import contextlib
 import csv
 import hashlib
-import io
 import json
 import logging
 import math
@@ -54,10 +53,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from eqdyn.io import atomic_path, sha256_file, sha256_json, write_bytes, write_json
-from eqdyn.models import build_model, count_parameters
+from eqdyn.checkpoints import (  # noqa: F401 (load_checkpoint: re-exported for the trainer's callers)
+    build_run_model,
+    device_name,
+    link_or_copy,
+    load_checkpoint,
+    save_checkpoint,
+    save_torch,
+    select_device,
+)
+from eqdyn.io import atomic_path, sha256_file, sha256_json, write_json
+from eqdyn.models import count_parameters
 from eqdyn.molecules import MoleculeDataset
-from eqdyn.run_config import ModelSpec, RunConfig, TrainingSettings, as_run_config
+from eqdyn.run_config import RunConfig, TrainingSettings, as_run_config
 from eqdyn.symmetry.rotations import haar_rotations
 from eqdyn.tasks import GeneratorNoise, Task, build_task
 from eqdyn.training.distributed import ProcessGroup
@@ -80,14 +88,6 @@ def code_version(package_dir: Path = PACKAGE_DIR) -> str:
         digest.update(relative.encode() + b"\0")
         digest.update((root / relative).read_bytes() + b"\0")
     return digest.hexdigest()
-
-
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
-    return torch.device(name)
 
 
 def training_subset(dataset: MoleculeDataset, molecule_ids: np.ndarray, count: int | None, seed: int) -> np.ndarray:
@@ -283,10 +283,8 @@ class Trainer:
         if not self.group.is_main:
             return
         path = self.state_dir / "checkpoints" / f"step_{step:07d}.pt"
-        save_torch(path, {"step": step, "weights": self.analysed_weights(), "run": self.run.name})
-        self.state.checkpoints.append(
-            {"step": step, "file": path.name, "sha256": sha256_file(path), "wall_seconds": self.state.wall_seconds}
-        )
+        entry = save_checkpoint(path, step, self.analysed_weights(), self.run.name)
+        self.state.checkpoints.append({**entry, "wall_seconds": self.state.wall_seconds})
 
     def drop_last_checkpoint(self) -> None:
         entry = self.state.checkpoints.pop()
@@ -412,45 +410,6 @@ class Trainer:
             "checkpoint_bytes": checkpoint_bytes,
             "checkpoints": [{**entry, "file": f"checkpoints/{entry['file']}"} for entry in self.state.checkpoints],
         })  # fmt: skip
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link where the file system allows one (no second copy on disk), else a copy."""
-    target.unlink(missing_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def save_torch(path: Path, obj: Any) -> None:
-    """torch.save, atomically and byte-for-byte reproducible (the archive is not named after a temporary file)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    write_bytes(path, buffer.getvalue())
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-
-
-def build_run_model(task: str, model: ModelSpec) -> nn.Module:
-    """A freshly initialised model of a run's task and model spec."""
-    return build_model(task, model.family, model.size, **model.overrides)
-
-
-def load_checkpoint(
-    run: RunConfig | Mapping[str, Any], path: str | Path, device: str | torch.device = "cpu"
-) -> nn.Module:
-    """The model of ``run`` with the analysed weights of a checkpoint, in eval mode. ``run`` may be a run.json
-    mapping that holds only ``task`` and ``model`` (what the analyses need)."""
-    if isinstance(run, RunConfig):
-        model = build_run_model(run.task, run.model)
-    else:
-        model = build_run_model(run["task"], ModelSpec.from_dict(run["model"]))
-    saved = torch.load(path, map_location=device, weights_only=False)
-    model.load_state_dict(saved["weights"])
-    return model.to(device).eval()
 
 
 def run_training(

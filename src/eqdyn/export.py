@@ -46,7 +46,7 @@ def pack(
     """Copy ``files`` (each under ``root``) into ``out`` keeping their relative paths, and ``provenance`` files
     under ``provenance/``; write and return the index."""
     root = root.resolve()
-    entries = []
+    entries: list[dict[str, str | int]] = []  # path, sha256, bytes
     for file, prefix in [(f, Path()) for f in files] + [(f, Path("provenance")) for f in provenance or []]:
         path = Path(file).resolve()
         if not path.is_relative_to(root):
@@ -63,7 +63,7 @@ def pack(
         "git_commit": git_commit(),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "note": note,
-        "files": sorted(entries, key=lambda entry: entry["path"]),
+        "files": sorted(entries, key=lambda entry: str(entry["path"])),
     }
     write_json(out / INDEX, index)
     return index

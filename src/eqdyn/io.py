@@ -66,7 +66,8 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` written atomically (numpy would append ``.npz`` to a temp name, so use a handle)."""
     with atomic_open(path, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
+        # numpy's default, passed by name so that mypy does not match **arrays against this bool keyword
+        np.savez_compressed(handle, allow_pickle=True, **arrays)
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:

@@ -92,7 +92,7 @@ class ParameterLayout:
         return torch.cat([tensors[name].reshape(-1) for name in self.names])
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
-        pieces = torch.split(flat, self.numels)
+        pieces = torch.split(flat, list(self.numels))
         return {name: piece.view(shape) for name, piece, shape in zip(self.names, pieces, self.shapes, strict=True)}
 
 

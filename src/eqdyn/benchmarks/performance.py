@@ -303,10 +303,11 @@ def format_markdown(report: Report) -> str:
         "| task | model | size | K | K forwards ms | decomposition ms | ratio |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
-    for row in report.decomposition:
+    for decomposition_row in report.decomposition:
         lines.append(
-            f"| {row.task} | {row.family} | {row.size} | {row.rotations} | {row.plain_ms:.2f} "
-            f"| {row.decomposition_ms:.2f} | {row.ratio:.2f} |"
+            f"| {decomposition_row.task} | {decomposition_row.family} | {decomposition_row.size} "
+            f"| {decomposition_row.rotations} | {decomposition_row.plain_ms:.2f} "
+            f"| {decomposition_row.decomposition_ms:.2f} | {decomposition_row.ratio:.2f} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -349,12 +350,13 @@ def tidy_rows(report: Report) -> list[dict[str, Any]]:
             ("reverse_over_reverse_ratio", hvp.reverse_over_reverse_ratio),
         ):  # fmt: skip
             add("hvp", hvp.task, hvp.family, size, metric, value)
-    for row in report.decomposition:
+    for decomposition_row in report.decomposition:
         for metric, value in (
-            ("rotations", row.rotations), ("plain_ms", row.plain_ms), ("decomposition_ms", row.decomposition_ms),
-            ("ratio", row.ratio),
+            ("rotations", decomposition_row.rotations), ("plain_ms", decomposition_row.plain_ms),
+            ("decomposition_ms", decomposition_row.decomposition_ms), ("ratio", decomposition_row.ratio),
         ):  # fmt: skip
-            add("decomposition", row.task, row.family, row.size, metric, value)
+            add("decomposition", decomposition_row.task, decomposition_row.family, decomposition_row.size, metric,
+                value)  # fmt: skip
     return rows
 
 

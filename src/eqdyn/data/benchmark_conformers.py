@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per setting")
     args = parser.parse_args(argv)
 
-    molecules = draw_subset(read_embedded("qm9"), "qm9", args.molecules, seed=0)
+    molecules = draw_subset(read_embedded("qm9"), "qm9", args.molecules, seed=0).molecules
     config = {**BASE_CONFIG, "conformers_per_molecule": args.conformers}
     _run((molecules.iloc[:5], config))  # warm-up: imports and RDKit initialisation
     settings = [(1, "serial"), (args.workers, "static"), (args.workers, "dynamic")]

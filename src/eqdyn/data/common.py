@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rdkit import Chem, RDLogger
+from rdkit import Chem, rdBase
 
 from eqdyn.io import atomic_open
 
@@ -104,7 +104,7 @@ def derive_seed(master_seed: int, stage: str, index: int) -> int:
 
 def quiet_rdkit() -> None:
     """RDKit prints parse errors to stderr; we record them as skip reasons instead."""
-    RDLogger.DisableLog("rdApp.*")
+    rdBase.DisableLog("rdApp.*")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rdkit import Chem
-from rdkit.Chem import AllChem
+from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
 
 from eqdyn.data.acquire import read_molecules
 from eqdyn.data.common import (
@@ -58,20 +58,23 @@ class Conformers:
 
 def embed_and_minimise(mol: Chem.Mol, count: int, seed: int) -> Conformers | Skip:
     """ETKDGv3 conformers of ``mol`` (with explicit H), each minimised with MMFF94; or the reason it failed."""
-    if not AllChem.MMFFHasAllMoleculeParams(mol):
+    if not rdForceFieldHelpers.MMFFHasAllMoleculeParams(mol):
         elements = ",".join(sorted({atom.GetSymbol() for atom in mol.GetAtoms()}))
         return Skip(NO_MMFF_PARAMS, f"MMFF94 lacks parameters for an atom type (elements {elements})")
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    params.numThreads = 1
-    conformer_ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=count, params=params))
+    params = rdDistGeom.ETKDGv3()
+    # rdkit's stub declares property setters as (*args), so mypy takes EmbedParameters as their value type.
+    params.randomSeed = seed  # type: ignore[assignment]
+    params.numThreads = 1  # type: ignore[assignment]
+    conformer_ids = list(rdDistGeom.EmbedMultipleConfs(mol, numConfs=count, params=params))
     if not conformer_ids:
         # Standard RDKit fallback for strained systems: start from random coordinates (still seeded).
-        params.useRandomCoords = True
-        conformer_ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=count, params=params))
+        params.useRandomCoords = True  # type: ignore[assignment]
+        conformer_ids = list(rdDistGeom.EmbedMultipleConfs(mol, numConfs=count, params=params))
     if not conformer_ids:
         return Skip(EMBED_FAILED, "ETKDGv3 produced no conformer (also with random coordinates)")
-    results = AllChem.MMFFOptimizeMoleculeConfs(mol, numThreads=1, maxIters=MMFF_MAX_ITERS, mmffVariant="MMFF94")
+    results = rdForceFieldHelpers.MMFFOptimizeMoleculeConfs(
+        mol, numThreads=1, maxIters=MMFF_MAX_ITERS, mmffVariant="MMFF94"
+    )
     conformers = Conformers(positions=[], energies=[], not_converged=0, not_embedded=count - len(conformer_ids))
     for conformer_id, (not_converged, energy) in zip(conformer_ids, results, strict=True):
         if not_converged:
@@ -126,9 +129,12 @@ def process_molecules(molecules: pd.DataFrame, config: dict, progress_every: int
     for position, (molecule_id, smiles) in enumerate(zip(molecules["molecule_id"], molecules["smiles"], strict=True)):
         molecule_id = int(molecule_id)
         result.attempted += 1
-        outcome: Chem.Mol | Conformers | Skip = prepare_configured(smiles, config)
-        if not isinstance(outcome, Skip):
-            mol = outcome
+        prepared = prepare_configured(smiles, config)
+        outcome: Conformers | Skip
+        if isinstance(prepared, Skip):
+            outcome = prepared
+        else:
+            mol = prepared
             seed = derive_seed(config["seed"], "conformers", molecule_id)
             outcome = embed_and_minimise(mol, config["conformers_per_molecule"], seed)
         if isinstance(outcome, Skip):

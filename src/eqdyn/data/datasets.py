@@ -247,7 +247,7 @@ def trim(arrays: dict[str, np.ndarray], n_max: int, e_max: int) -> dict[str, np.
 
 def task_arrays(source: dict[str, np.ndarray], geometry_id: np.ndarray, with_labels: bool) -> dict[str, np.ndarray]:
     mask = source["mask"].astype(bool)
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "positions": centred(source["positions"], mask).astype(np.float32),
         "atomic_numbers": np.where(mask, source["atomic_numbers"], 0).astype(np.int64),
         "mask": mask,

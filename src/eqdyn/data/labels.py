@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem
+from rdkit.Chem import rdForceFieldHelpers
 
 from eqdyn.data.common import (
     LABELER_FAILED,
@@ -56,7 +56,7 @@ EnergyForces = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 def mmff_labeler(mol: Chem.Mol) -> EnergyForces:
     """MMFF94 energy and forces of ``mol`` (explicit H) at any positions; raises if MMFF cannot type it."""
-    properties = AllChem.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94")
+    properties = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant="MMFF94")
     if properties is None:
         raise ValueError("MMFF94 has no parameters for this molecule")
     if mol.GetNumConformers() == 0:
@@ -65,7 +65,7 @@ def mmff_labeler(mol: Chem.Mol) -> EnergyForces:
         mol.AddConformer(Chem.Conformer(mol.GetNumAtoms()), assignId=True)
     # nonBondedThresh is a distance cut-off for the non-bonded pair list built at construction time; a large
     # value keeps every pair, so the energy is the same function at every geometry.
-    force_field = AllChem.MMFFGetMoleculeForceField(mol, properties, nonBondedThresh=1000.0)
+    force_field = rdForceFieldHelpers.MMFFGetMoleculeForceField(mol, properties, nonBondedThresh=1000.0)
 
     def evaluate(positions: np.ndarray) -> tuple[float, np.ndarray]:
         flat = [float(x) for x in np.asarray(positions, dtype=np.float64).ravel()]

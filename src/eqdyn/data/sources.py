@@ -113,13 +113,13 @@ def read_qm9_archive(folder: str | os.PathLike[str], excluded: set[int]) -> pd.D
     # Unsanitisable records keep an empty SMILES, so the conformer step counts them as parse failures.
     supplier = Chem.SDMolSupplier(str(sdfs[0]), removeHs=False, sanitize=True)
     for position, mol in enumerate(supplier):
-        index = position + 1
+        qm9_index = position + 1
         if mol is not None and (match := re.fullmatch(r"gdb_(\d+)", mol.GetProp("_Name").strip())):
-            index = int(match.group(1))
-        if index in excluded:
+            qm9_index = int(match.group(1))
+        if qm9_index in excluded:
             continue
         smiles = Chem.MolToSmiles(Chem.RemoveHs(mol)) if mol is not None else ""
-        rows.append((str(index), smiles))
+        rows.append((str(qm9_index), smiles))
     return pd.DataFrame(rows, columns=["source_id", "smiles"])
 
 

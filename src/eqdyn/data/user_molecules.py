@@ -69,7 +69,7 @@ def read_smiles_file(path: str | os.PathLike[str]) -> list[UserMolecule]:
 
 
 def _read_smi(text: str) -> list[UserMolecule]:
-    molecules = []
+    molecules: list[UserMolecule] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from eqdyn.figures.tables import Z95, RunInfo, read_csvs, read_decomposition, read_runs, series
@@ -522,7 +523,9 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
             rows.append(_reading_claim(f"hessian_{part}_{task}", "[A]", statement, rule, every, last))
     verdict = direction_verdict([c.verdict for c in rows])
     summary = " | ".join(f"{c.id}: {c.verdict}" for c in rows) or "no lambda_max or kappa rows"
-    worst = min((c for c in rows if c.ci_low is not None), key=lambda c: c.ci_low, default=None)
+    # the inf is never taken (claims without ci_low are filtered out); it only makes the key a float for mypy
+    worst = min((c for c in rows if c.ci_low is not None), key=lambda c: np.inf if c.ci_low is None else c.ci_low,
+                default=None)  # fmt: skip
     claims = [Claim("hessian_direction", "[A]", statement_a, summary, worst.value if worst else None,
                     worst.ci_low if worst else None, worst.ci_high if worst else None, verdict,
                     RULES["hessian_direction"], " ".join(dict.fromkeys(task_of)))]  # fmt: skip
@@ -611,7 +614,7 @@ def efficiency_claim(efficiency: pd.DataFrame | None, table: pd.DataFrame, runs:
 # ----------------------------------------------------------------------------------------- gradients, twirling
 
 
-def exact_spearman(x: Sequence[float], y: Sequence[float], resamples: int = 20_000) -> tuple[float, float]:
+def exact_spearman(x: ArrayLike, y: ArrayLike, resamples: int = 20_000) -> tuple[float, float]:
     """Spearman rho and its two-sided permutation p-value: exact (every pairing enumerated) when n! <= resamples,
     else Monte Carlo with a fixed seed. The asymptotic p of ``spearmanr`` is wrong for a handful of checkpoints
     (4 checkpoints in perfect order: asymptotic p = 0, exact p = 2/24 = 0.083)."""
@@ -636,8 +639,8 @@ def gradient_claim(gradients: pd.DataFrame | None, table: pd.DataFrame, runs: di
     if not augmented:
         return Claim("parameter_quadratic_relation", "[S]", statement, "no augmented base run", None, None, None,
                      NOT_TESTED, RULES["parameter_quadratic_relation"], "")  # fmt: skip
-    have_table = gradients is not None and not gradients.empty
-    norms = (gradients[gradients["quantity"] == "nonequivariant_parameter_sq_norm"] if have_table
+    norms = (gradients[gradients["quantity"] == "nonequivariant_parameter_sq_norm"]
+             if gradients is not None and not gradients.empty
              else pd.DataFrame(columns=["run", "step", "value"]))  # fmt: skip
     texts = []
     for run in augmented:
@@ -678,7 +681,7 @@ def twirling_claim(
         return Claim("test_time_twirling", "[S]", statement, reason, None, None, None, NOT_TESTED,
                      RULES["test_time_twirling"], "")  # fmt: skip
 
-    if not has_inference_timings(efficiency):
+    if efficiency is None or not has_inference_timings(efficiency):
         return untested("no efficiency table with inference timings (forward_seconds_per_example)")
     if examples is None or examples.empty:
         return untested("no per-example loss tables")

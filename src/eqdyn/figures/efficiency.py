@@ -33,10 +33,10 @@ def compute_unit(devices: pd.Series) -> str:
 
 
 def hours(efficiency: pd.DataFrame, run: str, steps: np.ndarray) -> np.ndarray:
-    row = efficiency[efficiency["run"] == run]
-    if row.empty:
+    matching = efficiency[efficiency["run"] == run]
+    if matching.empty:
         raise KeyError(f"run {run} is not in the efficiency table")
-    row = row.iloc[0]
+    row = matching.iloc[0]
     threads = float(row["threads"]) if str(row["device"]).lower() == "cpu" else 1.0
     return np.asarray(steps, dtype=float) * float(row["seconds_per_step"]) * threads / 3600.0
 

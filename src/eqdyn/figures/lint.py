@@ -45,7 +45,7 @@ from matplotlib.legend import Legend
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.text import Text
-from matplotlib.transforms import Bbox
+from matplotlib.transforms import Bbox, BboxBase
 
 from eqdyn.figures import style
 
@@ -96,7 +96,8 @@ class _DrawnTexts:
 
     def __init__(self, fig: Figure) -> None:
         self.fig = fig
-        self.renderer = fig.canvas.get_renderer()
+        # Agg-based canvases (every backend these figures are drawn with) have it; FigureCanvasBase's stub does not
+        self.renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
         self.names = {id(ax): _axes_name(fig, ax) for ax in fig.axes}
         self.owners = {id(t): self.names[id(ax)] for ax in fig.axes for t in ax.findobj(Text)}  # labels lack .axes
         self.tick_labels: dict[str, list[Text]] = {}  # "<axes>, x-axis" -> the tick labels drawn on it
@@ -310,9 +311,11 @@ def _drawn(text: Text) -> bool:
     if not text.get_visible() or not text.get_text().strip():
         return False
     ax = text.axes
-    if ax is not None and not ax.get_visible():
+    if ax is None:
+        return True
+    if not ax.get_visible():
         return False
-    for axis in (ax.xaxis, ax.yaxis) if ax is not None else ():
+    for axis in (ax.xaxis, ax.yaxis):
         if text is axis.label or text is axis.offsetText:
             return ax.axison and axis.get_visible()
     return True
@@ -376,7 +379,7 @@ def _text_over_data(ax: Axes, renderer, where: str, tolerance_px: float) -> list
         covers.append(("legend", legend.get_window_extent(renderer)))
     if not covers:
         return []
-    points = []
+    points: list[tuple[Line2D | PathCollection, np.ndarray]] = []
     for artist in _data_artists(ax):
         if isinstance(artist, Line2D):
             xy = np.asarray(artist.get_xydata(), dtype=float)
@@ -392,7 +395,7 @@ def _text_over_data(ax: Axes, renderer, where: str, tolerance_px: float) -> list
                       & (xy[:, 1] < inner[3]))  # fmt: skip
             if inside.any():
                 label = artist.get_label()
-                name = f" {label!r}" if label and not label.startswith("_") else ""
+                name = f" {label!r}" if isinstance(label, str) and label and not label.startswith("_") else ""
                 defects.append(
                     FigureDefect(
                         "text_over_data",
@@ -407,7 +410,7 @@ def _collection_has_data(collection: Collection) -> bool:
     if isinstance(collection, PathCollection):
         offsets = np.asarray(collection.get_offsets(), dtype=float)
         return bool(offsets.size) and bool(np.isfinite(offsets).all(axis=-1).any())
-    return any(len(path.vertices) for path in collection.get_paths())
+    return any(len(np.asarray(path.vertices)) for path in collection.get_paths())
 
 
 # --- legend handles against drawn artists --------------------------------------------------------------------------
@@ -532,11 +535,11 @@ def _intersection(a: Bbox, b: Bbox) -> float:
     return max(0.0, min(width, height))
 
 
-def _overhang(inner: Bbox, outer: Bbox) -> float:
+def _overhang(inner: BboxBase, outer: BboxBase) -> float:
     return max(outer.x0 - inner.x0, inner.x1 - outer.x1, outer.y0 - inner.y0, inner.y1 - outer.y1, 0.0)
 
 
-def _describe_overhang(inner: Bbox, outer: Bbox) -> str:
+def _describe_overhang(inner: BboxBase, outer: BboxBase) -> str:
     sides = {"left": outer.x0 - inner.x0, "right": inner.x1 - outer.x1, "bottom": outer.y0 - inner.y0,
              "top": inner.y1 - outer.y1}  # fmt: skip
     return ", ".join(f"{side} by {value:.1f} px" for side, value in sides.items() if value > 0)
@@ -544,7 +547,7 @@ def _describe_overhang(inner: Bbox, outer: Bbox) -> str:
 
 def _axes_name(fig: Figure, ax: Axes) -> str:
     index = fig.axes.index(ax)
-    title = next((t.get_text() for t in (ax.title, ax._left_title, ax._right_title) if t.get_text()), "")
+    title = next((t for t in (ax.get_title("center"), ax.get_title("left"), ax.get_title("right")) if t), "")
     if not title and ax.get_label() == "<colorbar>":
         title = "colour bar"
     return f"axes {index}" + (f" ({title.splitlines()[0]!r})" if title else "")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import numpy as np
 import pandas as pd
@@ -31,7 +32,7 @@ def read_example_tables(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def has_inference_timings(efficiency: pd.DataFrame | None) -> bool:
+def has_inference_timings(efficiency: pd.DataFrame | None) -> TypeGuard[pd.DataFrame]:
     return efficiency is not None and not efficiency.empty and FORWARD_COLUMN in efficiency.columns
 
 
@@ -43,10 +44,10 @@ def cost_unit(efficiency: pd.DataFrame) -> str:
 def checkpoint_costs(efficiency: pd.DataFrame, run: str, steps: np.ndarray, k: int, examples: int) -> np.ndarray:
     """Training plus inference cost of each checkpoint: (step * seconds_per_step + k * examples *
     forward_seconds_per_example) * threads on a CPU (core-seconds), without the threads factor on a GPU."""
-    row = efficiency[efficiency["run"] == run]
-    if row.empty:
+    matching = efficiency[efficiency["run"] == run]
+    if matching.empty:
         raise KeyError(f"run {run} is not in the efficiency table")
-    row = row.iloc[0]
+    row = matching.iloc[0]
     threads = float(row["threads"]) if str(row["device"]).lower() == "cpu" else 1.0
     training = np.asarray(steps, dtype=float) * float(row["seconds_per_step"])
     return threads * (training + k * examples * float(row[FORWARD_COLUMN]))
@@ -206,7 +207,7 @@ def unit_checks(table: pd.DataFrame, runs: dict[str, RunInfo]) -> list[UnitCheck
         at = rows[rows["step"] == step].set_index("k").sort_index()
         expected = table[(table["run"] == run.name) & (table["step"] == step)
                          & (table["quantity"] == "twirled_loss_predicted")].set_index("k")["value"]  # fmt: skip
-        for k, row in at.iterrows():
+        for k, value, stderr in zip(at.index, at["value"], at["stderr"], strict=True):
             out.append(UnitCheck(run.name, run.task, step, int(k), float(expected.get(k, np.nan)),
-                                 float(row["value"]), float(row["stderr"])))  # fmt: skip
+                                 float(value), float(stderr)))  # fmt: skip
     return out

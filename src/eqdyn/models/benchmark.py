@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from eqdyn.models import FAMILY_SPECS, build_model, count_parameters
+from eqdyn.models import FAMILY_SPECS, build_model, count_parameters, family_spec
 
 SYNTHETIC_ELEMENTS = torch.tensor([1, 6, 7, 8, 9])
 
@@ -117,6 +117,7 @@ def benchmark_runs(
         model = build_model(task, family, size, **overrides).to(device).train()
         # dynamic=False: the ladder's instances differ only in shapes, which must not turn into symbolic sizes
         trained = torch.compile(model, dynamic=False) if compile_models else model
+        assert isinstance(trained, nn.Module)  # torch.compile of a module is a module (typed only as a callable)
         step = training_step(task, trained, grids if task == "voxel_denoising" else molecules, bf16)
         for _ in range(warmup):
             step()
@@ -136,7 +137,8 @@ def benchmark_runs(
         milliseconds = statistics.median(record)
         rows.append(
             BenchmarkRow(
-                task, family, size, model.equivariance, count_parameters(model), examples,
+                # build_model checked that the model's equivariance is its family's
+                task, family, size, family_spec(task, family).equivariance, count_parameters(model), examples,
                 milliseconds, 1000 * examples / milliseconds,
             )
         )  # fmt: skip

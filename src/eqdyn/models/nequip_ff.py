@@ -96,7 +96,8 @@ def _contained_global_state() -> Iterator[None]:
     e3nn_defaults = e3nn.get_optimization_defaults()
     cuda_precision = None
     if torch.cuda.is_available():
-        cuda_precision = (torch.backends.fp32_precision, torch.backends.cuda.matmul.allow_tf32)
+        # torch.backends replaces itself at import with a module object that has this property; its stub lacks it
+        cuda_precision = (torch.backends.fp32_precision, torch.backends.cuda.matmul.allow_tf32)  # type: ignore[attr-defined]
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
         with torch.random.fork_rng(devices=cuda_devices):
@@ -115,7 +116,7 @@ def _contained_global_state() -> Iterator[None]:
             setattr(dynamo_config, name, value)
         e3nn.set_optimization_defaults(**e3nn_defaults)
         if cuda_precision is not None:
-            torch.backends.fp32_precision = cuda_precision[0]
+            torch.backends.fp32_precision = cuda_precision[0]  # type: ignore[attr-defined]
             torch.backends.cuda.matmul.allow_tf32 = cuda_precision[1]
 
 
@@ -147,6 +148,7 @@ class NequIPForceField(nn.Module):
     """
 
     equivariance = "E3"
+    type_index: Tensor  # buffer: atomic number -> nequip type index, -1 for elements the model lacks
 
     def __init__(
         self,

@@ -175,7 +175,9 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         if self.settings.compile:
-            self.network = torch.compile(self.network)  # compiles on the first step; weights stay self.model's
+            compiled = torch.compile(self.network)  # compiles on the first step; weights stay self.model's
+            assert isinstance(compiled, nn.Module)  # torch.compile of a module is a module (typed only as a callable)
+            self.network = compiled
         self.optimizer = make_optimizer(self.model, self.settings)
         self.ema: dict[str, torch.Tensor] | None = None
         if self.settings.ema_decay is not None:
@@ -252,6 +254,7 @@ class Trainer:
         if self.ema is None:
             return
         decay = self.settings.ema_decay
+        assert decay is not None  # self.ema exists only when ema_decay is set
         with torch.no_grad():
             for name, value in self.model.state_dict().items():
                 if value.is_floating_point():

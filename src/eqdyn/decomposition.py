@@ -377,10 +377,12 @@ def decompose_batches(
     task: Task, model: nn.Module, batches: Iterable[EvaluationBatch], device: torch.device | str | None = None
 ) -> Decomposition:
     """:func:`decompose` over every batch, concatenated: the decomposition of a whole evaluation set."""
-    return Decomposition.concatenate([
-        decompose(task, model, batch.example, batch.rotations, twirling=batch.twirling, device=device)
-        for batch in batches
-    ])
+    return Decomposition.concatenate(
+        [
+            decompose(task, model, batch.example, batch.rotations, twirling=batch.twirling, device=device)
+            for batch in batches
+        ]
+    )
 
 
 def twirling_ks(num_rotations: int) -> list[int]:

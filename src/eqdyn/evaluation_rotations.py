@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ import numpy as np
 from eqdyn.decomposition import EvaluationRotations, make_evaluation_rotations
 from eqdyn.io import save_npz
 from eqdyn.tasks import build_task
+
+logger = logging.getLogger(__name__)
 
 
 def select_examples(example_ids: np.ndarray, max_examples: int | None) -> np.ndarray:
@@ -62,14 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     task = build_task(args.task, **json.loads(args.task_settings.read_text()))
     with np.load(args.split) as data:
         example_ids = select_examples(data["example_id"], args.max_examples)
     rotations = make_evaluation_rotations(task, example_ids, args.seed, args.num_rotations, args.twirl_rotations)
     save_evaluation_rotations(args.out, rotations, args.seed, task.evaluation_design)
     twirl = "" if rotations.twirl_rotations is None else f" + {rotations.twirl_rotations.shape[1]} twirling"
-    print(f"{args.task}: {len(example_ids)} examples x {rotations.rotations.shape[1]} rotations{twirl} "
-          f"({task.evaluation_design}, seed {args.seed}) -> {args.out}")  # fmt: skip
+    logger.info("%s: %d examples x %d rotations%s (%s, seed %d) -> %s", args.task, len(example_ids),
+                rotations.rotations.shape[1], twirl, task.evaluation_design, args.seed, args.out)  # fmt: skip
     return 0
 
 

@@ -101,9 +101,7 @@ def test_claims_and_figure_read_the_table(analysed, tmp_path: Path) -> None:
     assert_figure_clean(fig, "hessian_spectra of the analysed tiny run")
 
 
-def test_a_run_without_checkpoints_gets_header_only_tables(
-    analysed: tuple[Path, Path, Path], tmp_path: Path
-) -> None:
+def test_a_run_without_checkpoints_gets_header_only_tables(analysed: tuple[Path, Path, Path], tmp_path: Path) -> None:
     # a run that diverged at its first step keeps no checkpoint: the analysis must still write valid tables
     table, _density, _run_path = analysed
     root = table.parent

@@ -127,9 +127,19 @@ def write_study(study: SyntheticStudy) -> SyntheticStudy:
                     rows.append({"run": run.name, "step": step, "part": "all", "t_bin": "all",
                                  "quantity": "twirled_loss_predicted", "k": k, "value": predicted, "stderr": se,
                                  "n": study.n})  # fmt: skip
-                    rows.append({"run": run.name, "step": step, "part": "all", "t_bin": "all",
-                                 "quantity": "twirled_loss_minus_predicted", "k": k, "value": noise,
-                                 "stderr": 0.1 * se, "n": study.n})  # fmt: skip (the paired difference)
+                    rows.append(
+                        {
+                            "run": run.name,
+                            "step": step,
+                            "part": "all",
+                            "t_bin": "all",
+                            "quantity": "twirled_loss_minus_predicted",
+                            "k": k,
+                            "value": noise,
+                            "stderr": 0.1 * se,
+                            "n": study.n,
+                        }
+                    )  # fmt: skip (the paired difference)
                     k *= 2
         _write_csv(study.decomposition(run), DECOMPOSITION_COLUMNS, rows)
     return study

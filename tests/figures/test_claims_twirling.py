@@ -56,14 +56,26 @@ def example_tables(
     frames = []
     for step in STEPS:
         worse = 1.0 + 3.0 / (1.0 + step / 100) - 3.0 / 31.0 if learning else 1.0
-        aug = {"run": AUGMENTED, "step": step, "example_id": ids,
-               "total": worse * (augmented_mean + augmented_equiv) + difficulty + rng.normal(0, noise_sd, n)}
+        aug = {
+            "run": AUGMENTED,
+            "step": step,
+            "example_id": ids,
+            "total": worse * (augmented_mean + augmented_equiv) + difficulty + rng.normal(0, noise_sd, n),
+        }
         for k in ks:
             aug[f"twirled_{k}"] = (worse * (augmented_mean + augmented_equiv / k) + difficulty
                                    + rng.normal(0, noise_sd, n))  # fmt: skip
         frames.append(pd.DataFrame(aug))
-        frames.append(pd.DataFrame({"run": EQUIVARIANT, "step": step, "example_id": ids,
-                                    "total": worse * equivariant_total + difficulty + rng.normal(0, noise_sd, n)}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "run": EQUIVARIANT,
+                    "step": step,
+                    "example_id": ids,
+                    "total": worse * equivariant_total + difficulty + rng.normal(0, noise_sd, n),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -151,8 +163,9 @@ def test_matched_cost_rule_picks_the_largest_checkpoint_within_the_common_budget
     # augmented inference 2 s per example, equivariant 1.033 s per step: its largest cost 2 (3099 + 1) = 6200 lies
     # between the augmented's at k = 1 (2 (3000 + 20) = 6040) and at k = 8 (2 (3000 + 160) = 6320), so at k = 8 the
     # equivariant model binds and the augmented one is read at step 1000 (2 (1000 + 160) = 2320)
-    efficiency = timings(study, forward={AUGMENTED: 2.0, EQUIVARIANT: 0.1},
-                         seconds={AUGMENTED: 1.0, EQUIVARIANT: 1.033})
+    efficiency = timings(
+        study, forward={AUGMENTED: 2.0, EQUIVARIANT: 0.1}, seconds={AUGMENTED: 1.0, EQUIVARIANT: 1.033}
+    )
     comparisons, notes = twirling_remedy.matched_comparisons(examples, efficiency,
                                                       read_runs(study.run_files(), study.manifest_files()))  # fmt: skip
     by_k = {c.k: c for c in comparisons}

@@ -33,9 +33,23 @@ def add_check_rows(study: SyntheticStudy) -> list[Path]:
         predicted = table[table["quantity"] == "twirled_loss_predicted"]
         if run.task == "voxel_denoising" and run.equivariance == "none":
             total = table.loc[table["quantity"] == "total"].set_index("step")["value"]
-            predicted = pd.DataFrame([{"run": run.name, "step": s, "part": "all", "t_bin": "all",
-                                       "quantity": "twirled_loss_predicted", "k": k, "value": v * (1 + 0.1 / k),
-                                       "stderr": 0.01, "n": 64} for s, v in total.items() for k in (1, 2, 4, 8, 16)])
+            predicted = pd.DataFrame(
+                [
+                    {
+                        "run": run.name,
+                        "step": s,
+                        "part": "all",
+                        "t_bin": "all",
+                        "quantity": "twirled_loss_predicted",
+                        "k": k,
+                        "value": v * (1 + 0.1 / k),
+                        "stderr": 0.01,
+                        "n": 64,
+                    }
+                    for s, v in total.items()
+                    for k in (1, 2, 4, 8, 16)
+                ]
+            )
             table = pd.concat([table, predicted], ignore_index=True)  # fmt: skip
         check = predicted.assign(quantity="twirled_loss_minus_predicted",
                                  value=rng.normal(0, 1e-3, len(predicted)) * predicted["value"],
@@ -57,11 +71,14 @@ def write_examples(study: SyntheticStudy, n: int = 50) -> list[Path]:
             frames = []
             for step in study.steps:
                 scale = level * (1 + 3 / (1 + step / 100))
-                row = {"run": name, "step": step, "example_id": ids,
-                       "total": scale + 0.4 + difficulty + rng.normal(0, 0.02, n)}
+                row = {
+                    "run": name,
+                    "step": step,
+                    "example_id": ids,
+                    "total": scale + 0.4 + difficulty + rng.normal(0, 0.02, n),
+                }
                 if name == augmented:
-                    row |= {f"twirled_{k}": scale + 0.4 / k + difficulty + rng.normal(0, 0.02, n)
-                            for k in (1, 2, 4, 8)}
+                    row |= {f"twirled_{k}": scale + 0.4 / k + difficulty + rng.normal(0, 0.02, n) for k in (1, 2, 4, 8)}
                 frames.append(pd.DataFrame(row))  # fmt: skip
             path = study.results / "examples" / f"{name}_examples.csv.gz"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def test_non_finite_weights_are_not_checkpointed(tmp_path: Path, train_npz: Path
         "step_0000000.pt", "step_0000001.pt", "step_0000002.pt"]  # fmt: skip
 
 
-def test_other_errors_fail_the_job_and_keep_the_state(tmp_path: Path, train_npz: Path, monkeypatch, capsys) -> None:
+def test_other_errors_fail_the_job_and_keep_the_state(tmp_path: Path, train_npz: Path, monkeypatch, caplog) -> None:
     run = make_run("flow_matching", "transformer", steps=20)
     training_loss = Trainer.training_loss
 
@@ -172,9 +173,10 @@ def test_other_errors_fail_the_job_and_keep_the_state(tmp_path: Path, train_npz:
         _train(tmp_path, run, train_npz)
     assert not (tmp_path / "out" / "manifest.json").exists()
     monkeypatch.setattr(Trainer, "training_loss", training_loss)
-    capsys.readouterr()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="eqdyn.training.train")
     assert _train(tmp_path, run, train_npz)
-    assert "resumed at step 10" in capsys.readouterr().out
+    assert "resumed at step 10" in caplog.text
     assert read_manifest(tmp_path / "out")["status"] == "finished"
 
 
@@ -199,7 +201,7 @@ def test_diverged_run_cut_short_while_writing_outputs_resumes_into_the_same_outc
 
 
 def test_completed_run_leaves_no_state_and_a_forced_rerun_trains_from_scratch(
-    tmp_path: Path, train_npz: Path, capsys
+    tmp_path: Path, train_npz: Path, caplog
 ) -> None:
     """Issue 13 cases 4 and 5: the finished run's state (a second copy of every checkpoint) stayed in .state, and a
     `--forcerun train` (Snakemake deletes the outputs, reruns the job) resumed it instead of training."""
@@ -213,9 +215,10 @@ def test_completed_run_leaves_no_state_and_a_forced_rerun_trains_from_scratch(
     assert first["checkpoint_bytes"] == sum(path.stat().st_size for path in files) > 0
 
     shutil.rmtree(out)  # what --forcerun does before the job runs
-    capsys.readouterr()
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="eqdyn.training.train")
     assert _train(tmp_path, run, train_npz)
-    log = capsys.readouterr().out
+    log = caplog.text
     assert "resumed" not in log and "step 10/20" in log  # trained from step 0, not resumed at the end
     assert [c["sha256"] for c in read_manifest(out)["checkpoints"]] == [c["sha256"] for c in first["checkpoints"]]
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the project's environment (a virtualenv in .venv, created or updated when the requirements change), then
 #   pipeline [snakemake args...]   run the whole study: snakemake --cores all (default config) plus any args
-#   test [pytest args...]          type-check src/eqdyn (mypy, config in pyproject.toml), then run the test suite
+#   test [pytest args...]          type-check src/eqdyn (mypy), lint (ruff check, ruff format --check), run the tests
 # Needs only Python 3.11+ and pip. Usage: bash workflow/scripts/quickstart.sh pipeline|test [args...]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,6 +31,6 @@ shift || true
 export PATH="$PWD/$venv/bin:$PATH"
 case "$command" in
   pipeline) exec snakemake --cores all "$@" ;;
-  test) python -m mypy && exec python -m pytest "$@" ;;
+  test) python -m mypy && python -m ruff check src tests && python -m ruff format --check src tests && exec python -m pytest "$@" ;;
   *) echo "usage: bash workflow/scripts/quickstart.sh pipeline|test [args...]" >&2; exit 2 ;;
 esac

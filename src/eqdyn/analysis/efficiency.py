@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import tempfile
 import time
@@ -27,6 +28,8 @@ from eqdyn.io import write_csv
 from eqdyn.models import count_parameters
 from eqdyn.tasks.base import GeneratorNoise
 from eqdyn.training.train import Trainer, device_name, select_device
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = ("run", "task", "model", "size", "equivariance", "parameters", "batch_size", "seconds_per_step",
            "seconds_per_step_stderr", "threads", "device", "forward_seconds_per_example",
@@ -107,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             "device": device_name(device), "forward_seconds_per_example": forward,
             "forward_seconds_per_example_stderr": forward_stderr,
         })  # fmt: skip
-        print(f"{run['name']:<55} {1e3 * median:8.1f} ms/step (+- {1e3 * stderr:.1f}), "
-              f"{1e3 * forward:.3g} ms/example forward", flush=True)  # fmt: skip
+        logger.info("%-55s %8.1f ms/step (+- %.1f), %.3g ms/example forward", run["name"], 1e3 * median,
+                    1e3 * stderr, 1e3 * forward)  # fmt: skip
     write_csv(args.out, rows, COLUMNS)
     return 0
 

@@ -156,8 +156,9 @@ class FixedBatchLosses:
         self._fixed = {f"model.{name}": p.detach() for name, p in trainable.items() if name not in names}
         self._twisted = _TwistedModel(task, model, chunk_size)
         # "auto" on the CPU: reverse-over-reverse, the cheaper path there (module docstring)
-        self.hvp_method: HvpMethod = "reverse_over_reverse" if hvp_method == "auto" and self.device.type == "cpu" \
-            else hvp_method
+        self.hvp_method: HvpMethod = (
+            "reverse_over_reverse" if hvp_method == "auto" and self.device.type == "cpu" else hvp_method
+        )
         self.fallback_reason: str | None = None
 
     @property

@@ -695,10 +695,12 @@ def twirling_claim(
     texts = []
     wins = [c for c in comparisons if c.outcome == "twirling"]
     for c in comparisons:
-        text = (f"{c.task} k={c.k}, budget {c.budget:.3g} {unit}: {c.augmented} step {c.augmented_step} "
-                f"({c.augmented_cost:.3g}) {c.augmented_loss:.4g} vs {c.equivariant} step {c.equivariant_step} "
-                f"({c.equivariant_cost:.3g}) {c.equivariant_loss:.4g} "
-                f"(augmented − equivariant {c.difference:.3g} ± {Z95 * c.difference_se:.2g}, n={c.n}: {c.outcome}")
+        text = (
+            f"{c.task} k={c.k}, budget {c.budget:.3g} {unit}: {c.augmented} step {c.augmented_step} "
+            f"({c.augmented_cost:.3g}) {c.augmented_loss:.4g} vs {c.equivariant} step {c.equivariant_step} "
+            f"({c.equivariant_cost:.3g}) {c.equivariant_loss:.4g} "
+            f"(augmented − equivariant {c.difference:.3g} ± {Z95 * c.difference_se:.2g}, n={c.n}: {c.outcome}"
+        )
         if c.k > 1:
             text += f"; against k=1 {c.narrowing:.3g} ± {Z95 * c.narrowing_se:.2g}: {c.narrowing_outcome}"
         texts.append(text + ")")  # fmt: skip

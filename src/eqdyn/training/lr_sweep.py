@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=500)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     run = RunConfig.from_dict(json.loads(args.run.read_text()), source=str(args.run))
     torch.set_num_threads(run.training.threads)
     rows = []
@@ -71,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             score = score_learning_rate(run, args.train, optimizer, learning_rate, args.steps)
             rows.append({"run": run.name, "optimizer": optimizer, "learning_rate": learning_rate,
                          "steps": args.steps, "final_train_loss": score})  # fmt: skip
-            print(f"{optimizer:6s} lr {learning_rate:<7g} final train loss {score:.5g}", flush=True)
+            logger.info("%-6s lr %-7g final train loss %.5g", optimizer, learning_rate, score)
     for optimizer in GRIDS:
         best = min((r for r in rows if r["optimizer"] == optimizer), key=lambda r: r["final_train_loss"])
-        print(f"best {optimizer}: lr {best['learning_rate']:g}")
+        logger.info("best %s: lr %g", optimizer, best["learning_rate"])
     with atomic_path(args.out) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()

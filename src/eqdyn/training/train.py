@@ -368,7 +368,7 @@ class Trainer:
                 })  # fmt: skip
                 if self.group.is_main:
                     loss_text = f"{state.metrics[-1]['train_loss']:.5g}"
-                    print(f"step {step}/{total} loss {loss_text} ({state.wall_seconds:.1f} s)", flush=True)
+                    logger.info("step %d/%d loss %s (%.1f s)", step, total, loss_text, state.wall_seconds)
                 state.pending_losses, state.interval_start, state.interval_seconds = [], step, 0.0
             if step in schedule:
                 if not self.weights_finite():  # a checkpoint of NaN weights would poison every analysis
@@ -436,13 +436,12 @@ def run_training(
         group.barrier()  # rank 0 has cleared stale states before anyone resumes
         resumed = trainer.try_resume()
         if group.is_main:
-            print(
-                f"run {run.name}: {run.model.family}/{run.model.size} with "
-                f"{count_parameters(trainer.model):,} parameters, {trainer.num_molecules} molecules "
-                f"({len(trainer.rows)} examples), device {device_name(device)}, {group.world_size} process(es)"
-                + (f", resumed at step {trainer.state.step}" if resumed else ""),
-                flush=True,
-            )
+            logger.info(
+                "run %s: %s/%s with %s parameters, %d molecules (%d examples), device %s, %d process(es)%s",
+                run.name, run.model.family, run.model.size, f"{count_parameters(trainer.model):,}",
+                trainer.num_molecules, len(trainer.rows), device_name(device), group.world_size,
+                f", resumed at step {trainer.state.step}" if resumed else "",
+            )  # fmt: skip
         finished = trainer.train(stop_at_step=stop_at_step)
         if finished and trainer.state.status == "diverged":
             trainer.save_state()  # a crash while writing the outputs resumes into the same outcome
@@ -468,7 +467,10 @@ def main(argv: list[str] | None = None) -> int:
         help="fault injection for tests: save state and stop at this step, as an interruption would",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # rank-aware: under torchrun only rank 0 logs progress; the others log warnings and errors, tagged by rank
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(message)s" if rank == 0 else f"[rank {rank}] %(message)s")  # fmt: skip
     finished = run_training(args.run, args.train, args.out, args.state, args.stop_at_step)
     return 0 if finished else 3
 

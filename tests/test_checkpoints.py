@@ -86,8 +86,11 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_no_analysis_imports_the_trainer(tmp_path: Path) -> None:
-    offenders = [path.name for path in sorted(ANALYSIS_DIR.glob("*.py"))
-                 if path.name not in TRAINER_USERS and "eqdyn.training.train" in imported_modules(path)]  # fmt: skip
+    offenders = [
+        path.name
+        for path in sorted(ANALYSIS_DIR.glob("*.py"))
+        if path.name not in TRAINER_USERS and "eqdyn.training.train" in imported_modules(path)
+    ]
     assert offenders == []
     # the check sees such an import
     (tmp_path / "bad.py").write_text("from eqdyn.training.train import load_checkpoint\n")

@@ -38,8 +38,9 @@ def test_the_readme_command_runs_as_written(tmp_path: Path) -> None:
     command = shlex.split(readme_block("decompose-example", "bash").strip())
     assert command[:3] == ["python", "-m", "eqdyn.decompose"], command
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, *command[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     out = tmp_path / command[command.index("--out") + 1]
     table = pd.read_csv(out)
@@ -71,8 +72,21 @@ def test_the_example_set_is_a_valid_split_of_each_task(task: str) -> None:
 
 def run_cli(tmp_path: Path, name: str, *extra: str) -> pd.DataFrame:
     out = tmp_path / f"{name}.csv"
-    argv = ["--task", "flow_matching", "--data", "example", "--max-examples", "4", "--rotations", "4",
-            "--threads", "1", "--out", str(out), *extra]  # fmt: skip
+    argv = [
+        "--task",
+        "flow_matching",
+        "--data",
+        "example",
+        "--max-examples",
+        "4",
+        "--rotations",
+        "4",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        *extra,
+    ]
     assert decompose.main(argv) == 0
     return pd.read_csv(out)
 
@@ -114,9 +128,29 @@ def test_models_from_factories_with_or_without_the_task(tmp_path: Path, monkeypa
 def test_a_split_file_and_twirling(tmp_path: Path) -> None:
     split = synthetic_dataset(tmp_path / "test.npz", molecules=3)
     out = tmp_path / "table.csv"
-    assert decompose.main(["--task", "force_field", "--model", "eqdyn.examples.models:build", "--data", str(split),
-                           "--rotations", "3", "--twirl-rotations", "2", "--out", str(out), "--examples-out",
-                           str(tmp_path / "examples.csv"), "--threads", "1"]) == 0  # fmt: skip
+    assert (
+        decompose.main(
+            [
+                "--task",
+                "force_field",
+                "--model",
+                "eqdyn.examples.models:build",
+                "--data",
+                str(split),
+                "--rotations",
+                "3",
+                "--twirl-rotations",
+                "2",
+                "--out",
+                str(out),
+                "--examples-out",
+                str(tmp_path / "examples.csv"),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out)
     assert {"energy", "forces", "all"} == set(table["part"])
     assert sorted(table["k"].dropna().astype(int).unique()) == [1, 2]

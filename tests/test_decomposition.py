@@ -100,8 +100,9 @@ def test_total_equals_mean_plus_equiv_on_random_predictions() -> None:
     for num_rotations, enumerated in ((2, False), (8, False), (24, True)):
         preds = {"velocity": torch.randn(5, num_rotations, 6, 3, generator=GEN, dtype=torch.float64)}
         result = decompose_predictions(task, preds, example.target, example.inputs, enumerated, example.example_id)
-        assert torch.allclose(result.total["velocity"], result.mean["velocity"] + result.equiv["velocity"],
-                              rtol=0, atol=1e-12)  # fmt: skip
+        assert torch.allclose(
+            result.total["velocity"], result.mean["velocity"] + result.equiv["velocity"], rtol=0, atol=1e-12
+        )
         assert (result.equiv["velocity"] >= 0).all()
 
 
@@ -132,8 +133,9 @@ def test_equivariant_maps_have_zero_equivariance_error() -> None:
 
     task = ForceFieldTask()
     molecules = random_molecules(4, seed=3, with_labels=True)
-    forces = decompose(task, PairPotential(), task.make_example(molecules, KeyedNoise(0)),
-                       haar_rotations(16, GEN).reshape(4, 4, 3, 3))  # fmt: skip
+    forces = decompose(
+        task, PairPotential(), task.make_example(molecules, KeyedNoise(0)), haar_rotations(16, GEN).reshape(4, 4, 3, 3)
+    )
     assert forces.quantity("equiv").abs().max() < 1e-10
 
 
@@ -250,8 +252,14 @@ def test_twirling_check_on_independent_haar_rotations_agrees_and_catches_a_wrong
     twirl = torch.from_numpy(twirling_rotations(seed, ids, 8))
     assert not torch.allclose(estimator, twirl)  # a separate stream
     with torch.no_grad():
-        result = decompose_predictions(task, twisted_predictions(task, model, {"x": x}, estimator), {"y": y},
-                                       {"x": x}, False, torch.from_numpy(ids))  # fmt: skip
+        result = decompose_predictions(
+            task,
+            twisted_predictions(task, model, {"x": x}, estimator),
+            {"y": y},
+            {"x": x},
+            False,
+            torch.from_numpy(ids),
+        )
         twirl_predictions = twisted_predictions(task, model, {"x": x}, twirl)
     mean, equiv = result.quantity("mean").numpy(), result.quantity("equiv").numpy()
     assert equiv.mean() > 0.5 * mean.mean()  # far from equivariant: the check is not trivially zero
@@ -325,8 +333,10 @@ def test_twist_reads_predictions_back_in_the_input_frame() -> None:
     twisted = task.twist(PairwiseVelocity(), example.inputs, rotation)["velocity"]
     plain = task.predict(PairwiseVelocity(), example.inputs)["velocity"]
     assert torch.allclose(twisted, plain, atol=1e-12)
-    rotated_back = rotate_vectors(task.predict(PairwiseVelocity(), task.act_on_inputs(example.inputs, rotation))
-                                  ["velocity"], rotation.transpose(-1, -2))  # fmt: skip
+    rotated_back = rotate_vectors(
+        task.predict(PairwiseVelocity(), task.act_on_inputs(example.inputs, rotation))["velocity"],
+        rotation.transpose(-1, -2),
+    )
     assert torch.allclose(rotated_back, twisted, atol=1e-12)
 
 
@@ -359,8 +369,12 @@ def test_decompose_reads_the_design_from_the_task_runs_without_gradients_and_sum
     with pytest.raises(ValueError, match="24 cube rotations"):  # the coset design needs the whole group
         voxel = VoxelDenoisingTask(elements=(1, 6), grid_size=6)
         grids = torch.randn(2, 2, 6, 6, 6, generator=GEN, dtype=torch.float64)
-        decompose(voxel, nn.Conv3d(2, 2, 1).double(), Example({"grid": grids}, {"grid": grids}, torch.arange(2)),
-                  octahedral_group()[:4].expand(2, 4, 3, 3))  # fmt: skip
+        decompose(
+            voxel,
+            nn.Conv3d(2, 2, 1).double(),
+            Example({"grid": grids}, {"grid": grids}, torch.arange(2)),
+            octahedral_group()[:4].expand(2, 4, 3, 3),
+        )
 
 
 def test_decompose_with_a_twirling_set_reports_every_k() -> None:
@@ -374,8 +388,13 @@ def test_decompose_with_a_twirling_set_reports_every_k() -> None:
     result = decompose(task, model, example, rotations, twirling=twirling)
     assert sorted(result.twirled) == [1, 2, 4, 8]
     with torch.no_grad():
-        single = torch.stack([task.loss(task.twist(model, example.inputs, twirling[:, j]), example.target,
-                                        example.inputs) for j in range(8)], dim=1).mean(1)  # fmt: skip
+        single = torch.stack(
+            [
+                task.loss(task.twist(model, example.inputs, twirling[:, j]), example.target, example.inputs)
+                for j in range(8)
+            ],
+            dim=1,
+        ).mean(1)
     torch.testing.assert_close(result.twirled[1], single, rtol=1e-12, atol=1e-12)
     table = result.examples()
     assert list(table.columns) == ["example_id", "total", "twirled_1", "twirled_2", "twirled_4", "twirled_8"]

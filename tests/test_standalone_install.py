@@ -32,13 +32,33 @@ def test_a_non_editable_install_runs_the_decomposition_cli(tmp_path: Path) -> No
     assert where.returncode == 0, where.stderr
     package, schema = where.stdout.split()
     assert Path(package).is_relative_to(site) and Path(schema).is_file() and Path(schema).is_relative_to(site)
-    help_run = subprocess.run([sys.executable, "-m", "eqdyn.decompose", "--help"], cwd=tmp_path, capture_output=True,
-                              text=True, env=env)  # fmt: skip
+    help_run = subprocess.run(
+        [sys.executable, "-m", "eqdyn.decompose", "--help"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
     assert help_run.returncode == 0 and "--checkpoint" in help_run.stdout
     out = tmp_path / "decomposition.csv"
-    run = subprocess.run([sys.executable, "-m", "eqdyn.decompose", "--task", "flow_matching", "--model",
-                          "eqdyn.examples.models:build", "--data", "example", "--rotations", "4", "--out", str(out)],
-                         cwd=tmp_path, capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eqdyn.decompose",
+            "--task",
+            "flow_matching",
+            "--model",
+            "eqdyn.examples.models:build",
+            "--data",
+            "example",
+            "--rotations",
+            "4",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     table = pd.read_csv(out)
     assert {"equiv", "mean", "total"} <= set(table["quantity"])

@@ -90,10 +90,18 @@ def run(args: argparse.Namespace) -> Decomposition:
     dataset = MoleculeDataset.load(split)
     example_ids = select_examples(dataset.example_id.numpy(), args.max_examples)
     evaluation = make_evaluation_rotations(task, example_ids, args.seed, args.rotations, args.twirl_rotations)
-    batches = evaluation_batches(task, dataset, evaluation, args.seed,
-                                 evaluations_per_batch=args.evaluations_per_batch, dtype=dtype)  # fmt: skip
-    logger.info("%s: %d examples of %s x %d rotations (%s) on %s", args.task, len(example_ids), split,
-                evaluation.rotations.shape[1], task.evaluation_design, device)  # fmt: skip
+    batches = evaluation_batches(
+        task, dataset, evaluation, args.seed, evaluations_per_batch=args.evaluations_per_batch, dtype=dtype
+    )
+    logger.info(
+        "%s: %d examples of %s x %d rotations (%s) on %s",
+        args.task,
+        len(example_ids),
+        split,
+        evaluation.rotations.shape[1],
+        task.evaluation_design,
+        device,
+    )
     return decompose_batches(task, model, batches, device)
 
 

@@ -99,11 +99,17 @@ class Decomposition:
             return {part: torch.cat([getattr(d, name)[part] for d in parts]) for part in getattr(first, name)}
 
         return cls(
-            torch.cat([d.example_id for d in parts]), first.num_rotations, first.enumerated,
-            cat("total"), cat("mean"), cat("mean_plugin"), cat("equiv"), cat("twirl_sq_norm"),
+            torch.cat([d.example_id for d in parts]),
+            first.num_rotations,
+            first.enumerated,
+            cat("total"),
+            cat("mean"),
+            cat("mean_plugin"),
+            cat("equiv"),
+            cat("twirl_sq_norm"),
             covariates={key: torch.cat([d.covariates[key] for d in parts]) for key in first.covariates},
             twirled={k: torch.cat([d.twirled[k] for d in parts]) for k in first.twirled},
-        )  # fmt: skip
+        )
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """Tidy rows (part, t_bin, quantity, k, value, stderr, n): :func:`summarize` over all examples (t_bin
@@ -123,12 +129,24 @@ class Decomposition:
             losses = twirled.double().numpy()
             predicted = twirling_expectation(mean, equiv, k, self.enumerated)
             # the difference is paired per example: its standard error is far smaller than the two in quadrature
-            pairs = (("twirled_loss", losses), ("twirled_loss_predicted", predicted),
-                     ("twirled_loss_minus_predicted", losses - predicted))  # fmt: skip
+            pairs = (
+                ("twirled_loss", losses),
+                ("twirled_loss_predicted", predicted),
+                ("twirled_loss_minus_predicted", losses - predicted),
+            )
             for quantity, values in pairs:
                 stderr = float(values.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
-                rows.append({"part": "all", "t_bin": "all", "quantity": quantity, "k": k,
-                             "value": float(values.mean()), "stderr": stderr, "n": n})  # fmt: skip
+                rows.append(
+                    {
+                        "part": "all",
+                        "t_bin": "all",
+                        "quantity": quantity,
+                        "k": k,
+                        "value": float(values.mean()),
+                        "stderr": stderr,
+                        "n": n,
+                    }
+                )
         return [{column: row[column] for column in SUMMARY_COLUMNS} for row in rows]
 
     def summary(self) -> pd.DataFrame:
@@ -139,8 +157,10 @@ class Decomposition:
 
     def examples(self) -> pd.DataFrame:
         """One row per example: its id, its L_total estimate and its twirled loss per k (all parts summed)."""
-        columns: dict[str, Any] = {"example_id": self.example_id.cpu().numpy().astype(np.int64),
-                                   "total": self.quantity("total").double().numpy()}  # fmt: skip
+        columns: dict[str, Any] = {
+            "example_id": self.example_id.cpu().numpy().astype(np.int64),
+            "total": self.quantity("total").double().numpy(),
+        }
         columns.update({f"twirled_{k}": losses.double().numpy() for k, losses in sorted(self.twirled.items())})
         return pd.DataFrame(columns)
 
@@ -172,8 +192,9 @@ def make_evaluation_rotations(
         if num_rotations < 2:
             raise ValueError(f"the Haar design needs K >= 2 rotations per example, got {num_rotations}")
         twirl = twirling_rotations(seed, example_ids, num_twirl_rotations) if num_twirl_rotations > 0 else None
-        return EvaluationRotations(example_ids, evaluation_rotations(seed, example_ids, num_rotations), False,
-                                   twirl_rotations=twirl)  # fmt: skip
+        return EvaluationRotations(
+            example_ids, evaluation_rotations(seed, example_ids, num_rotations), False, twirl_rotations=twirl
+        )
     group = octahedral_group().numpy()
     rotations = np.broadcast_to(group, (len(example_ids), *group.shape)).copy()
     order = twirling_orders(seed, example_ids) if num_twirl_rotations > 0 else None
@@ -191,8 +212,12 @@ def twirling_rotations(seed: int, example_ids: np.ndarray, num_rotations: int) -
 def twirling_orders(seed: int, example_ids: np.ndarray) -> np.ndarray:
     """A uniformly random order of the 24 cube rotations per example, keyed by (seed, example id): [B, 24].
     Consecutive groups of k are k rotations drawn without replacement."""
-    return np.stack([keyed_rng(seed, int(example_id), STREAM_TWIRLING_ROTATIONS).permutation(OCTAHEDRAL_ORDER)
-                     for example_id in np.asarray(example_ids, dtype=np.int64)]).astype(np.int64)  # fmt: skip
+    return np.stack(
+        [
+            keyed_rng(seed, int(example_id), STREAM_TWIRLING_ROTATIONS).permutation(OCTAHEDRAL_ORDER)
+            for example_id in np.asarray(example_ids, dtype=np.int64)
+        ]
+    ).astype(np.int64)
 
 
 def make_evaluation_example(
@@ -290,15 +315,20 @@ def decompose(
     design_enumerates = enumerates_rotations(task)
     if enumerated is not None:
         if bool(enumerated) != design_enumerates:
-            raise ValueError(f"enumerated={enumerated} contradicts {task.name}'s evaluation design "
-                             f"{task.evaluation_design!r}")  # fmt: skip
-        warnings.warn("decompose(..., enumerated=...) is deprecated: the task's evaluation_design determines it",
-                      DeprecationWarning, stacklevel=2)  # fmt: skip
+            raise ValueError(
+                f"enumerated={enumerated} contradicts {task.name}'s evaluation design {task.evaluation_design!r}"
+            )
+        warnings.warn(
+            "decompose(..., enumerated=...) is deprecated: the task's evaluation_design determines it",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     if rotations.dim() != 4 or rotations.shape[-2:] != (3, 3):
         raise ValueError(f"expected rotations [B, K, 3, 3], got {tuple(rotations.shape)}")
     if design_enumerates and rotations.shape[1] != OCTAHEDRAL_ORDER:
-        raise ValueError(f"the coset design enumerates the {OCTAHEDRAL_ORDER} cube rotations; got K = "
-                         f"{rotations.shape[1]}")  # fmt: skip
+        raise ValueError(
+            f"the coset design enumerates the {OCTAHEDRAL_ORDER} cube rotations; got K = {rotations.shape[1]}"
+        )
     if device is not None:
         model.to(device)
     run_on = model_device(model, default=rotations.device)
@@ -312,8 +342,9 @@ def decompose(
         return {part: value.detach().to(cpu) for part, value in predictions.items()}
 
     predictions = predict(rotations)
-    result = decompose_predictions(task, predictions, on_cpu.target, on_cpu.inputs, design_enumerates,
-                                   on_cpu.example_id)  # fmt: skip
+    result = decompose_predictions(
+        task, predictions, on_cpu.target, on_cpu.inputs, design_enumerates, on_cpu.example_id
+    )
     result.covariates = dict(on_cpu.covariates)
     if twirling is None:
         return result
@@ -350,8 +381,10 @@ def evaluation_batches(
     if (batch_size is None) == (evaluations_per_batch is None):
         raise ValueError("give exactly one of batch_size and evaluations_per_batch")
     if evaluation.enumerated != enumerates_rotations(task):
-        raise ValueError(f"the evaluation rotations are of the {'coset' if evaluation.enumerated else 'Haar'} "
-                         f"design but {task.name}'s evaluation design is {task.evaluation_design!r}")  # fmt: skip
+        raise ValueError(
+            f"the evaluation rotations are of the {'coset' if evaluation.enumerated else 'Haar'} "
+            f"design but {task.name}'s evaluation design is {task.evaluation_design!r}"
+        )
     if batch_size is None:
         batch_size = max(1, int(evaluations_per_batch) // evaluation.rotations.shape[1])  # type: ignore[arg-type]
     row_of = {int(key): row for row, key in enumerate(dataset.example_id.tolist())}

@@ -46,8 +46,9 @@ def save_evaluation_rotations(path: str | Path, rotations: EvaluationRotations, 
 def load_evaluation_rotations(path: str | Path) -> tuple[EvaluationRotations, int]:
     """The rotations and the seed that made them (the same seed keys the example noise)."""
     with np.load(path) as data:
-        optional = {name: data[name] if name in data.files else None
-                    for name in ("frames", "twirl_rotations", "twirl_order")}  # fmt: skip
+        optional = {
+            name: data[name] if name in data.files else None for name in ("frames", "twirl_rotations", "twirl_order")
+        }
         rotations = EvaluationRotations(data["example_id"], data["rotations"], bool(data["enumerated"]), **optional)
         return rotations, int(data["seed"])
 
@@ -58,9 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task-settings", type=Path, required=True, help="JSON with the task's settings")
     parser.add_argument("--split", type=Path, required=True, help="held-out split (.npz with example_id)")
     parser.add_argument("--num-rotations", type=int, required=True)
-    parser.add_argument("--twirl-rotations", type=int, default=0,
-                        help="Haar rotations per example for the test-time twirling check (0: none; the voxel task "
-                             "stores an order of its 24 cube rotations instead)")  # fmt: skip
+    parser.add_argument(
+        "--twirl-rotations",
+        type=int,
+        default=0,
+        help="Haar rotations per example for the test-time twirling check (0: none; the voxel task "
+        "stores an order of its 24 cube rotations instead)",
+    )
     parser.add_argument("--max-examples", type=int, default=None)
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True)
@@ -72,8 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     rotations = make_evaluation_rotations(task, example_ids, args.seed, args.num_rotations, args.twirl_rotations)
     save_evaluation_rotations(args.out, rotations, args.seed, task.evaluation_design)
     twirl = "" if rotations.twirl_rotations is None else f" + {rotations.twirl_rotations.shape[1]} twirling"
-    logger.info("%s: %d examples x %d rotations%s (%s, seed %d) -> %s", args.task, len(example_ids),
-                rotations.rotations.shape[1], twirl, task.evaluation_design, args.seed, args.out)  # fmt: skip
+    logger.info(
+        "%s: %d examples x %d rotations%s (%s, seed %d) -> %s",
+        args.task,
+        len(example_ids),
+        rotations.rotations.shape[1],
+        twirl,
+        task.evaluation_design,
+        args.seed,
+        args.out,
+    )
     return 0
 
 

@@ -76,9 +76,10 @@ def _fields_from(cls: type, data: Any, path: str) -> dict[str, Any]:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     problems = [f"{path}.{key}: unknown key (known: {sorted(fields)})" for key in data if key not in fields]
     required = [
-        name for name, f in fields.items()
+        name
+        for name, f in fields.items()
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]  # fmt: skip
+    ]
     problems += [f"{path}.{name}: missing" for name in required if name not in data]
     if problems:
         raise RunConfigError(problems)

@@ -158,8 +158,10 @@ def assert_equivariant(
             if scale == 0:
                 failures.append(f"{part}: the output is zero everywhere, so equivariance is not tested")
             elif not difference <= atol + rtol * scale:
-                failures.append(f"{part}: not equivariant under {kind}: max |f_g(x) - f(x)| = {difference:.3g} > "
-                                f"atol + rtol max |f(x)| = {atol:.1g} + {rtol:.1g} x {scale:.3g}")  # fmt: skip
+                failures.append(
+                    f"{part}: not equivariant under {kind}: max |f_g(x) - f(x)| = {difference:.3g} > "
+                    f"atol + rtol max |f(x)| = {atol:.1g} + {rtol:.1g} x {scale:.3g}"
+                )
     if failures:
         raise AssertionError(f"{type(model).__name__} under {task.name} ({dtype}):\n  " + "\n  ".join(failures))
     return errors
@@ -176,8 +178,9 @@ def copy_workflow(destination: Path, checkout: Path | None = None) -> Path:
     for name in ("Snakefile", "workflow", "config", "src"):
         source = checkout / name
         if source.is_dir():
-            shutil.copytree(source, destination / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # fmt: skip
+            shutil.copytree(
+                source, destination / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy(source, destination / name)
     return destination

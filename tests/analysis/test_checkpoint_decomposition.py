@@ -19,17 +19,40 @@ from eqdyn.tasks import build_task
 from eqdyn.testing import synthetic_dataset
 
 TASK_SETTINGS = {"prior_sigma": 1.0}
-TRAINING = {"steps": 10, "batch_size": 4, "optimizer": "adam", "learning_rate": 3e-3, "weight_decay": 0.0,
-            "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "grad_clip": 10.0, "ema_decay": None,
-            "augment": True, "num_train_molecules": None, "precision": "fp32", "device": "cpu", "threads": 1,
-            "log_every": 10, "state_every": 10, "seed": 0}  # fmt: skip
+TRAINING = {
+    "steps": 10,
+    "batch_size": 4,
+    "optimizer": "adam",
+    "learning_rate": 3e-3,
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+    "schedule": "constant",
+    "warmup_steps": 0,
+    "grad_clip": 10.0,
+    "ema_decay": None,
+    "augment": True,
+    "num_train_molecules": None,
+    "precision": "fp32",
+    "device": "cpu",
+    "threads": 1,
+    "log_every": 10,
+    "state_every": 10,
+    "seed": 0,
+}
 
 
 def run_config(name: str, task: str, settings: dict, family: str, overrides: dict | None = None) -> dict:
     """A complete run.json (the analyses read it as a typed RunConfig)."""
-    return {"name": name, "base_run": name, "sweep": None, "task": task, "task_settings": settings,
-            "model": {"family": family, "size": "xs", "overrides": overrides or {}}, "training": TRAINING,
-            "checkpoint_steps": [0, 10]}  # fmt: skip
+    return {
+        "name": name,
+        "base_run": name,
+        "sweep": None,
+        "task": task,
+        "task_settings": settings,
+        "model": {"family": family, "size": "xs", "overrides": overrides or {}},
+        "training": TRAINING,
+        "checkpoint_steps": [0, 10],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +63,24 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     split = synthetic_dataset(root / "test.npz", molecules=5)
     (root / "task.json").write_text(json.dumps(TASK_SETTINGS))
     rotations = root / "rotations.npz"
-    evaluation_rotations.main(["--task", "flow_matching", "--task-settings", str(root / "task.json"), "--split",
-                               str(split), "--num-rotations", "4", "--twirl-rotations", "4", "--seed", "3",
-                               "--out", str(rotations)])  # fmt: skip
+    evaluation_rotations.main(
+        [
+            "--task",
+            "flow_matching",
+            "--task-settings",
+            str(root / "task.json"),
+            "--split",
+            str(split),
+            "--num-rotations",
+            "4",
+            "--twirl-rotations",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            str(rotations),
+        ]
+    )
     run = run_config("flow-transformer", "flow_matching", TASK_SETTINGS, "transformer")
     (root / "run.json").write_text(json.dumps(run))
     checkpoints = []
@@ -58,11 +96,26 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def decompose(study: dict[str, Path], name: str, evaluations_per_batch: int) -> list[dict[str, str]]:
     root = study["root"]
     out = root / f"{name}.csv"
-    code = checkpoint_decomposition.main([
-        "--run", str(root / "run.json"), "--manifest", str(root / "manifest.json"), "--split", str(study["split"]),
-        "--rotations", str(study["rotations"]), "--out", str(out), "--device", "cpu",
-        "--evaluations-per-batch", str(evaluations_per_batch), "--examples-out", str(root / f"{name}_examples.csv.gz"),
-    ])  # fmt: skip
+    code = checkpoint_decomposition.main(
+        [
+            "--run",
+            str(root / "run.json"),
+            "--manifest",
+            str(root / "manifest.json"),
+            "--split",
+            str(study["split"]),
+            "--rotations",
+            str(study["rotations"]),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--evaluations-per-batch",
+            str(evaluations_per_batch),
+            "--examples-out",
+            str(root / f"{name}_examples.csv.gz"),
+        ]
+    )
     assert code == 0
     with open(out) as handle:
         return list(csv.DictReader(handle))
@@ -71,8 +124,12 @@ def decompose(study: dict[str, Path], name: str, evaluations_per_batch: int) -> 
 def test_rows_per_checkpoint_and_twirling(study: dict[str, Path]) -> None:
     rows = decompose(study, "all_at_once", 512)
     assert {row["step"] for row in rows} == {"0", "10"}
-    headline = [r for r in rows if (r["quantity"] == "equiv_percent" and r["t_bin"] == "all" and r["part"] == "all")
-                or (r["quantity"] == "equiv_percent" and r["t_bin"] == "all")]  # fmt: skip
+    headline = [
+        r
+        for r in rows
+        if (r["quantity"] == "equiv_percent" and r["t_bin"] == "all" and r["part"] == "all")
+        or (r["quantity"] == "equiv_percent" and r["t_bin"] == "all")
+    ]
     assert len(headline) >= 2 and all(0 < float(r["value"]) < 100 for r in headline)
     ks = {r["k"] for r in rows if r["quantity"] == "twirled_loss"}
     assert ks == {"1", "2", "4"}  # powers of two up to the number of twirling rotations
@@ -105,8 +162,11 @@ def test_per_example_table_matches_the_summary_rows(study: dict[str, Path]) -> N
         ids = sorted(data["example_id"].tolist())
     for step, at in table.groupby("step"):
         assert sorted(at["example_id"].tolist()) == ids  # every checkpoint on the same examples
-        summary = {(r["quantity"], r["k"]): float(r["value"]) for r in rows
-                   if int(r["step"]) == step and r["t_bin"] == "all" and r["part"] in ("all", "velocity")}  # fmt: skip
+        summary = {
+            (r["quantity"], r["k"]): float(r["value"])
+            for r in rows
+            if int(r["step"]) == step and r["t_bin"] == "all" and r["part"] in ("all", "velocity")
+        }
         assert at["total"].mean() == pytest.approx(summary[("total", "")], rel=1e-6)
         for k in (1, 2, 4):
             assert at[f"twirled_{k}"].mean() == pytest.approx(summary[("twirled_loss", str(k))], rel=1e-6)
@@ -114,17 +174,43 @@ def test_per_example_table_matches_the_summary_rows(study: dict[str, Path]) -> N
 
 def test_rotations_without_a_twirling_set_give_no_twirling_rows(study: dict[str, Path], tmp_path: Path) -> None:
     plain = tmp_path / "rotations.npz"
-    evaluation_rotations.main(["--task", "flow_matching", "--task-settings", str(study["root"] / "task.json"),
-                               "--split", str(study["split"]), "--num-rotations", "4", "--seed", "3",
-                               "--out", str(plain)])  # fmt: skip
+    evaluation_rotations.main(
+        [
+            "--task",
+            "flow_matching",
+            "--task-settings",
+            str(study["root"] / "task.json"),
+            "--split",
+            str(study["split"]),
+            "--num-rotations",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            str(plain),
+        ]
+    )
     with np.load(plain) as without, np.load(study["rotations"]) as with_twirl:
         np.testing.assert_array_equal(without["rotations"], with_twirl["rotations"])  # estimator unchanged
         assert "twirl_rotations" not in without.files and with_twirl["twirl_rotations"].shape[1] == 4
     root = study["root"]
     out = tmp_path / "plain.csv"
-    checkpoint_decomposition.main(["--run", str(root / "run.json"), "--manifest", str(root / "manifest.json"),
-                                   "--split", str(study["split"]), "--rotations", str(plain), "--out", str(out),
-                                   "--device", "cpu"])  # fmt: skip
+    checkpoint_decomposition.main(
+        [
+            "--run",
+            str(root / "run.json"),
+            "--manifest",
+            str(root / "manifest.json"),
+            "--split",
+            str(study["split"]),
+            "--rotations",
+            str(plain),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     assert not (pd.read_csv(out)["quantity"].str.startswith("twirled")).any()
 
 
@@ -136,9 +222,24 @@ def test_voxel_twirling_draws_cube_rotations_without_replacement(tmp_path: Path)
     split = synthetic_dataset(tmp_path / "test.npz", molecules=4)
     (tmp_path / "task.json").write_text(json.dumps(settings))
     rotations = tmp_path / "rotations.npz"
-    evaluation_rotations.main(["--task", "voxel_denoising", "--task-settings", str(tmp_path / "task.json"),
-                               "--split", str(split), "--num-rotations", "4", "--twirl-rotations", "8", "--seed", "3",
-                               "--out", str(rotations)])  # fmt: skip
+    evaluation_rotations.main(
+        [
+            "--task",
+            "voxel_denoising",
+            "--task-settings",
+            str(tmp_path / "task.json"),
+            "--split",
+            str(split),
+            "--num-rotations",
+            "4",
+            "--twirl-rotations",
+            "8",
+            "--seed",
+            "3",
+            "--out",
+            str(rotations),
+        ]
+    )
     with np.load(rotations) as data:
         assert data["twirl_order"].shape == (len(data["example_id"]), 24) and "twirl_rotations" not in data.files
     run = run_config("voxel-unet3d", "voxel_denoising", settings, "unet3d", {"channels": 2})
@@ -148,11 +249,29 @@ def test_voxel_twirling_draws_cube_rotations_without_replacement(tmp_path: Path)
     torch.save({"step": 0, "weights": model.state_dict()}, tmp_path / "step_0.pt")
     (tmp_path / "manifest.json").write_text(json.dumps({"checkpoints": [{"step": 0, "file": "step_0.pt"}]}))
     out = tmp_path / "voxel.csv"
-    assert checkpoint_decomposition.main([
-        "--run", str(tmp_path / "run.json"), "--manifest", str(tmp_path / "manifest.json"), "--split", str(split),
-        "--rotations", str(rotations), "--out", str(out), "--device", "cpu", "--evaluations-per-batch", "48",
-        "--examples-out", str(tmp_path / "voxel_examples.csv.gz"),
-    ]) == 0  # fmt: skip
+    assert (
+        checkpoint_decomposition.main(
+            [
+                "--run",
+                str(tmp_path / "run.json"),
+                "--manifest",
+                str(tmp_path / "manifest.json"),
+                "--split",
+                str(split),
+                "--rotations",
+                str(rotations),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--evaluations-per-batch",
+                "48",
+                "--examples-out",
+                str(tmp_path / "voxel_examples.csv.gz"),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out)
     difference = table[table["quantity"] == "twirled_loss_minus_predicted"].set_index("k")
     assert sorted(difference.index) == [1, 2, 4, 8, 16]
@@ -183,8 +302,9 @@ def test_the_pipeline_runs_the_public_decompose(study: dict[str, Path], monkeypa
     task = build_task("flow_matching", **TASK_SETTINGS)
     torch.manual_seed(1)
     model = build_model("flow_matching", "transformer", "xs").eval()  # the weights of the step-10 checkpoint
-    batches = checkpoint_decomposition.load_evaluation_batches(task, study["split"], study["rotations"], 3,
-                                                                torch.float32)  # fmt: skip
+    batches = checkpoint_decomposition.load_evaluation_batches(
+        task, study["split"], study["rotations"], 3, torch.float32
+    )
     summary = decomposition.decompose_batches(task, model, batches).summary()
     at_step = rows[rows["step"] == 10].reset_index(drop=True)
     assert list(summary.columns) == list(decomposition.SUMMARY_COLUMNS)
@@ -197,9 +317,22 @@ def test_rotations_of_another_design_are_refused(study: dict[str, Path], tmp_pat
     settings = {"elements": [1, 6], "grid_size": 8, "resolution": 0.75, "atom_sigma": 0.6, "noise_sigma": 0.5}
     (tmp_path / "task.json").write_text(json.dumps(settings))
     voxel_rotations = tmp_path / "rotations.npz"
-    evaluation_rotations.main(["--task", "voxel_denoising", "--task-settings", str(tmp_path / "task.json"),
-                               "--split", str(study["split"]), "--num-rotations", "4", "--seed", "3",
-                               "--out", str(voxel_rotations)])  # fmt: skip
+    evaluation_rotations.main(
+        [
+            "--task",
+            "voxel_denoising",
+            "--task-settings",
+            str(tmp_path / "task.json"),
+            "--split",
+            str(study["split"]),
+            "--num-rotations",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            str(voxel_rotations),
+        ]
+    )
     task = build_task("flow_matching", **TASK_SETTINGS)
     with pytest.raises(ValueError, match="evaluation design is 'haar'"):
         checkpoint_decomposition.load_evaluation_batches(task, study["split"], voxel_rotations, 4, torch.float32)

@@ -16,15 +16,35 @@ from eqdyn.training.train import Trainer, select_device
 
 def tiny_run(batch_size: int = 8) -> dict:
     settings = {
-        "steps": 10, "batch_size": batch_size, "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0,
-        "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "grad_clip": 10.0, "ema_decay": None,
-        "augment": True, "num_train_molecules": None, "precision": "fp32", "device": "cpu", "threads": 1,
-        "log_every": 10, "state_every": 10, "seed": 0,
-    }  # fmt: skip
-    return {"name": "flow_matching-transformer", "base_run": "flow_matching-transformer", "sweep": None,
-            "task": "flow_matching", "task_settings": {"prior_sigma": 1.0},
-            "model": {"family": "transformer", "size": "xs", "overrides": {}}, "training": settings,
-            "checkpoint_steps": [0, 10]}  # fmt: skip
+        "steps": 10,
+        "batch_size": batch_size,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "grad_clip": 10.0,
+        "ema_decay": None,
+        "augment": True,
+        "num_train_molecules": None,
+        "precision": "fp32",
+        "device": "cpu",
+        "threads": 1,
+        "log_every": 10,
+        "state_every": 10,
+        "seed": 0,
+    }
+    return {
+        "name": "flow_matching-transformer",
+        "base_run": "flow_matching-transformer",
+        "sweep": None,
+        "task": "flow_matching",
+        "task_settings": {"prior_sigma": 1.0},
+        "model": {"family": "transformer", "size": "xs", "overrides": {}},
+        "training": settings,
+        "checkpoint_steps": [0, 10],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +58,12 @@ def test_benchmark_writes_training_and_inference_columns(datasets: Path, tmp_pat
     run_path = tmp_path / "run.json"
     run_path.write_text(json.dumps(tiny_run()))
     out = tmp_path / "efficiency.csv"
-    assert efficiency.main(["--runs", str(run_path), "--datasets", str(datasets), "--out", str(out),
-                            "--warmup", "1", "--steps", "5"]) == 0  # fmt: skip
+    assert (
+        efficiency.main(
+            ["--runs", str(run_path), "--datasets", str(datasets), "--out", str(out), "--warmup", "1", "--steps", "5"]
+        )
+        == 0
+    )
     with open(out) as handle:
         (row,) = list(csv.DictReader(handle))
     assert tuple(row) == efficiency.COLUMNS

@@ -134,8 +134,9 @@ def test_transformer_hvp_is_the_same_with_fused_and_explicit_attention() -> None
 def test_both_hvp_paths_agree_on_painn_whose_forces_come_from_torch_func_grad() -> None:
     case = TINY_CASES[3]
     forward = tiny_losses(case)
-    reverse = FixedBatchLosses(forward.task, tiny_model(case), forward.example, forward.rotations,
-                               hvp_method="reverse_over_reverse")  # fmt: skip
+    reverse = FixedBatchLosses(
+        forward.task, tiny_model(case), forward.example, forward.rotations, hvp_method="reverse_over_reverse"
+    )
     direction = random_direction(forward.dim, seed=8)
     assert relative_error(reverse.hvp("mean", direction), forward.hvp("mean", direction)) < 1e-10
     assert relative_error(reverse.gradient("mean"), forward.gradient("mean")) < 1e-12

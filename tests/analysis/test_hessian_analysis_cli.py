@@ -40,25 +40,61 @@ def analysed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     root = tmp_path_factory.mktemp("hessian_cli")
     split = synthetic_dataset(root / "test.npz", molecules=6)
     training = {
-        "steps": 6, "batch_size": 4, "optimizer": "adam", "learning_rate": 3e-3, "weight_decay": 0.0,
-        "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "grad_clip": 10.0, "ema_decay": None,
-        "augment": True, "num_train_molecules": None, "precision": "fp32", "device": "cpu", "threads": 1,
-        "log_every": 10, "state_every": 10, "seed": 0,
-    }  # fmt: skip
+        "steps": 6,
+        "batch_size": 4,
+        "optimizer": "adam",
+        "learning_rate": 3e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "grad_clip": 10.0,
+        "ema_decay": None,
+        "augment": True,
+        "num_train_molecules": None,
+        "precision": "fp32",
+        "device": "cpu",
+        "threads": 1,
+        "log_every": 10,
+        "state_every": 10,
+        "seed": 0,
+    }
     name = "force_field-transformer"
-    run = {"name": name, "base_run": name, "sweep": None, "task": "force_field",
-           "task_settings": {"energy_weight": 0.1, "force_weight": 1.0},
-           "model": {"family": "transformer", "size": "xs", "overrides": {}}, "training": training,
-           "checkpoint_steps": checkpoint_steps(6, 3)}  # fmt: skip
+    run = {
+        "name": name,
+        "base_run": name,
+        "sweep": None,
+        "task": "force_field",
+        "task_settings": {"energy_weight": 0.1, "force_weight": 1.0},
+        "model": {"family": "transformer", "size": "xs", "overrides": {}},
+        "training": training,
+        "checkpoint_steps": checkpoint_steps(6, 3),
+    }
     run_path = root / "run.json"
     run_path.write_text(json.dumps(run))
     assert run_training(run_path, split, root / "out", root / "state")
     settings = root / "settings.json"
     settings.write_text(json.dumps(SETTINGS))
     table, density = root / "hessian.csv", root / "density.csv"
-    assert hessian_analysis.main(["--run", str(run_path), "--manifest", str(root / "out" / "manifest.json"),
-                                  "--split", str(split), "--settings", str(settings), "--out", str(table),
-                                  "--density-out", str(density)]) == 0  # fmt: skip
+    assert (
+        hessian_analysis.main(
+            [
+                "--run",
+                str(run_path),
+                "--manifest",
+                str(root / "out" / "manifest.json"),
+                "--split",
+                str(split),
+                "--settings",
+                str(settings),
+                "--out",
+                str(table),
+                "--density-out",
+                str(density),
+            ]
+        )
+        == 0
+    )
     return table, density, run_path
 
 
@@ -68,8 +104,15 @@ def test_the_table_has_per_repeat_rows_summaries_with_t_intervals_and_flags(anal
     assert sorted(set(table["step"])) == [3, 6] and set(table["loss"]) == {"mean", "equiv"}
     per_repeat = table[table["repeat"].notna()]
     summary = table[table["repeat"].isna()]
-    for quantity in ("lambda_max", "lambda_min", "lambda_max_converged", "lambda_min_converged",
-                     "negative_mass", "num_hvps", "eigenvalue_converged"):  # fmt: skip
+    for quantity in (
+        "lambda_max",
+        "lambda_min",
+        "lambda_max_converged",
+        "lambda_min_converged",
+        "negative_mass",
+        "num_hvps",
+        "eigenvalue_converged",
+    ):
         assert quantity in set(summary["quantity"]), quantity
     assert "kappa_10" not in set(table["quantity"])  # top_k 4: no kappa_10, never a kappa beyond what was computed
     hvps = per_repeat[per_repeat["quantity"] == "num_hvps"]["value"]
@@ -109,9 +152,28 @@ def test_a_run_without_checkpoints_gets_header_only_tables(analysed: tuple[Path,
     manifest.update(checkpoints=[], status="diverged", steps_trained=0)
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     outs = [tmp_path / name for name in ("h.csv", "d.csv", "s.csv")]
-    assert hessian_analysis.main(["--run", str(root / "run.json"), "--manifest", str(tmp_path / "manifest.json"),
-                                  "--split", str(root / "test.npz"), "--settings", str(root / "settings.json"),
-                                  "--out", str(outs[0]), "--density-out", str(outs[1]),
-                                  "--stability-out", str(outs[2]), "--device", "cpu"]) == 0  # fmt: skip
+    assert (
+        hessian_analysis.main(
+            [
+                "--run",
+                str(root / "run.json"),
+                "--manifest",
+                str(tmp_path / "manifest.json"),
+                "--split",
+                str(root / "test.npz"),
+                "--settings",
+                str(root / "settings.json"),
+                "--out",
+                str(outs[0]),
+                "--density-out",
+                str(outs[1]),
+                "--stability-out",
+                str(outs[2]),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     for path in outs:
         assert path.read_text().count("\n") == 1 and pd.read_csv(path).empty

@@ -36,8 +36,9 @@ def clustered_losses() -> FixedBatchLosses:
 def arpack(losses: FixedBatchLosses, loss: str, k: int, which: str) -> np.ndarray:
     """Reference eigenvalues of the same HVP operator by ARPACK: seeded start vector, explicit tolerance."""
     operator = losses.operator(loss)
-    linear = LinearOperator((losses.dim, losses.dim), matvec=lambda v: operator(torch.from_numpy(v)).numpy(),
-                            dtype=np.float64)  # fmt: skip
+    linear = LinearOperator(
+        (losses.dim, losses.dim), matvec=lambda v: operator(torch.from_numpy(v)).numpy(), dtype=np.float64
+    )
     start = np.random.default_rng(0).standard_normal(losses.dim)
     values = eigsh(linear, k=k, which=which, v0=start, tol=1e-8, return_eigenvectors=False)
     return np.sort(values)[::-1]
@@ -79,8 +80,9 @@ def orthogonal_to_start_hessian(dim: int, seed: int, spectrum: Tensor) -> Tensor
     gaussian[:, 0] = start
     q, _ = torch.linalg.qr(gaussian)  # column 0 is along the start vector, the others orthogonal to it
     # a random basis of the complement of column 1 (so no other eigenvector is special to the start vector)
-    mixing, _ = torch.linalg.qr(torch.randn(dim - 1, dim - 1, generator=torch.Generator().manual_seed(2),
-                                            dtype=torch.float64))  # fmt: skip
+    mixing, _ = torch.linalg.qr(
+        torch.randn(dim - 1, dim - 1, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    )
     others = torch.cat([q[:, :1], q[:, 2:]], dim=1) @ mixing
     eigenvectors = torch.cat([others[:, :1], q[:, 1:2], others[:, 1:]], dim=1)
     return (eigenvectors * spectrum) @ eigenvectors.T
@@ -128,13 +130,21 @@ def test_t_interval_uses_t_with_n_minus_one_degrees_of_freedom() -> None:
 
 
 def test_aggregate_keeps_every_repeat_and_summarises_with_t_intervals() -> None:
-    per_repeat = [[{"quantity": "kappa_10", "value": k}, {"quantity": "kappa_10_converged", "value": c},
-                   {"quantity": "eigenvalue", "index": 1, "value": 5.0 + k}]
-                  for k, c in ((10.0, 1.0), (14.0, 1.0), (12.0, 0.0))]  # fmt: skip
+    per_repeat = [
+        [
+            {"quantity": "kappa_10", "value": k},
+            {"quantity": "kappa_10_converged", "value": c},
+            {"quantity": "eigenvalue", "index": 1, "value": 5.0 + k},
+        ]
+        for k, c in ((10.0, 1.0), (14.0, 1.0), (12.0, 0.0))
+    ]
     rows = aggregate(per_repeat, "run", 100, "mean")
     repeats = [row for row in rows if row["repeat"] != ""]
     assert [(r["quantity"], r["repeat"], r["value"]) for r in repeats if r["quantity"] == "kappa_10"] == [
-        ("kappa_10", 0, 10.0), ("kappa_10", 1, 14.0), ("kappa_10", 2, 12.0)]  # fmt: skip
+        ("kappa_10", 0, 10.0),
+        ("kappa_10", 1, 14.0),
+        ("kappa_10", 2, 12.0),
+    ]
     summary = {(r["quantity"], r["index"]): r for r in rows if r["repeat"] == ""}
     kappa = summary[("kappa_10", "")]
     assert kappa["value"] == 12.0 and kappa["repeats"] == 3 and math.isclose(kappa["stderr"], 2 / 3**0.5)

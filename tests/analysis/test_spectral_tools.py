@@ -33,8 +33,9 @@ SPECTRUM = torch.cat(
 
 def quadratic_hessian(spectrum: Tensor, seed: int = 0) -> Tensor:
     """Q diag(spectrum) Q^T with a random orthogonal Q: the Hessian of 0.5 x^T H x has this spectrum."""
-    gaussian = torch.randn(len(spectrum), len(spectrum), generator=torch.Generator().manual_seed(seed),
-                           dtype=torch.float64)  # fmt: skip
+    gaussian = torch.randn(
+        len(spectrum), len(spectrum), generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     q, r = torch.linalg.qr(gaussian)
     q = q * torch.sign(torch.diagonal(r))
     return (q * spectrum) @ q.T
@@ -77,8 +78,9 @@ def test_lanczos_without_restart_stops_when_the_krylov_space_is_exhausted() -> N
     start = probe_vector(6, seed=0, stream=0, index=0)
     result = lanczos(lambda v: matrix @ v, start, num_steps=6)
     assert result.exhausted and result.num_steps == 3  # three distinct eigenvalues
-    assert torch.allclose(torch.sort(result.ritz()[0]).values, torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64),
-                          atol=1e-12)  # fmt: skip
+    assert torch.allclose(
+        torch.sort(result.ritz()[0]).values, torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64), atol=1e-12
+    )
 
 
 def test_the_zero_operator_gives_zero_eigenvalues_and_a_point_mass_at_zero() -> None:
@@ -97,8 +99,9 @@ def exact_moment(matrix: Tensor, power: int) -> float:
 @pytest.mark.parametrize("distribution", ["rademacher", "gaussian"])
 def test_slq_moments_are_exact_per_probe_and_unbiased_over_probes(distribution: str) -> None:
     matrix = quadratic_hessian(SPECTRUM)
-    quadrature = stochastic_lanczos_quadrature(lambda v: matrix @ v, DIM, num_probes=40, num_steps=4, seed=3,
-                                               distribution=distribution)  # fmt: skip
+    quadrature = stochastic_lanczos_quadrature(
+        lambda v: matrix @ v, DIM, num_probes=40, num_steps=4, seed=3, distribution=distribution
+    )
     for power in (1, 2):
         # m Lanczos steps integrate polynomials of degree <= 2m - 1 exactly: q^T H^p q for each probe q
         probes = torch.stack(
@@ -150,13 +153,15 @@ def test_probes_are_seeded_and_chunks_concatenate_to_the_full_run() -> None:
     other = stochastic_lanczos_quadrature(lambda v: matrix @ v, DIM, num_probes=5, num_steps=10, seed=7)
     assert not torch.equal(other.nodes, full.nodes)
     # probes in lockstep through a batched operator: the same runs
-    batched = stochastic_lanczos_quadrature(lambda block: block @ matrix, DIM, num_probes=5, num_steps=10, seed=6,
-                                            probe_batch=3)  # fmt: skip
+    batched = stochastic_lanczos_quadrature(
+        lambda block: block @ matrix, DIM, num_probes=5, num_steps=10, seed=6, probe_batch=3
+    )
     assert torch.allclose(batched.nodes, full.nodes, rtol=0, atol=1e-10) and batched.num_matvecs == 50
     assert torch.allclose(batched.weights, full.weights, rtol=0, atol=1e-10)
     # float32 probes are the float64 ones rounded: results do not depend on the operator's dtype stream
-    assert torch.equal(probe_vector(DIM, 6, 2, 0, "gaussian", torch.float32),
-                       probe_vector(DIM, 6, 2, 0, "gaussian").float())  # fmt: skip
+    assert torch.equal(
+        probe_vector(DIM, 6, 2, 0, "gaussian", torch.float32), probe_vector(DIM, 6, 2, 0, "gaussian").float()
+    )
 
 
 def test_hutchinson_trace_is_within_a_few_standard_errors_and_matches_its_variance_formula() -> None:

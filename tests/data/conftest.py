@@ -45,24 +45,75 @@ def run_data_stage(config: dict[str, Any], results: Path) -> Path:
     config_path.write_text(json.dumps(config))
     data, shards = results / "data", results / "data" / "shards"
     molecules, duplicates = data / "molecules.csv", data / "duplicates.csv"
-    acquire.main(["--config", str(config_path), "--out", str(molecules), "--duplicates", str(duplicates),
-                  "--provenance", str(data / "provenance" / "acquire.json")])  # fmt: skip
+    acquire.main(
+        [
+            "--config",
+            str(config_path),
+            "--out",
+            str(molecules),
+            "--duplicates",
+            str(duplicates),
+            "--provenance",
+            str(data / "provenance" / "acquire.json"),
+        ]
+    )
     conformer_files, label_files, skipped_files = [], [], []
     for shard in range(config["shards"]):
         conformer_files.append(shards / f"conformers_{shard}.npz")
         label_files.append(shards / f"labels_{shard}.npz")
         skipped_files += [shards / f"skipped_conformers_{shard}.csv", shards / f"skipped_labels_{shard}.csv"]
-        conformers.main(["--config", str(config_path), "--molecules", str(molecules), "--shard", str(shard),
-                         "--out", str(conformer_files[-1]), "--skipped", str(skipped_files[-2]),
-                         "--provenance", str(data / "provenance" / f"conformers_{shard}.json")])  # fmt: skip
-        labels.main(["--config", str(config_path), "--conformers", str(conformer_files[-1]),
-                     "--out", str(label_files[-1]), "--skipped", str(skipped_files[-1]),
-                     "--provenance", str(data / "provenance" / f"labels_{shard}.json")])  # fmt: skip
-    datasets.main(["--config", str(config_path), "--molecules", str(molecules), "--duplicates", str(duplicates),
-                   "--conformers", *map(str, conformer_files), "--labels", *map(str, label_files),
-                   "--skipped", *map(str, skipped_files), "--out-dir", str(results / "datasets"),
-                   "--data-dir", str(data),
-                   "--summary-log", str(results / "logs" / "data" / "skipped_summary.json")])  # fmt: skip
+        conformers.main(
+            [
+                "--config",
+                str(config_path),
+                "--molecules",
+                str(molecules),
+                "--shard",
+                str(shard),
+                "--out",
+                str(conformer_files[-1]),
+                "--skipped",
+                str(skipped_files[-2]),
+                "--provenance",
+                str(data / "provenance" / f"conformers_{shard}.json"),
+            ]
+        )
+        labels.main(
+            [
+                "--config",
+                str(config_path),
+                "--conformers",
+                str(conformer_files[-1]),
+                "--out",
+                str(label_files[-1]),
+                "--skipped",
+                str(skipped_files[-1]),
+                "--provenance",
+                str(data / "provenance" / f"labels_{shard}.json"),
+            ]
+        )
+    datasets.main(
+        [
+            "--config",
+            str(config_path),
+            "--molecules",
+            str(molecules),
+            "--duplicates",
+            str(duplicates),
+            "--conformers",
+            *map(str, conformer_files),
+            "--labels",
+            *map(str, label_files),
+            "--skipped",
+            *map(str, skipped_files),
+            "--out-dir",
+            str(results / "datasets"),
+            "--data-dir",
+            str(data),
+            "--summary-log",
+            str(results / "logs" / "data" / "skipped_summary.json"),
+        ]
+    )
     return results
 
 

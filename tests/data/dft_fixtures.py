@@ -137,8 +137,16 @@ def write_geom_archive(path: Path, smiles_list: list[str], malicious: str | None
             mol = embedded(smiles, seed=seed)
             originals[f"{smiles}|{geom_id}"] = mol
             order = list(reversed(range(mol.GetNumAtoms())))
-            conformers.append({"rd_mol": Chem.RenumberAtoms(mol, order), "boltzmannweight": weight,
-                               "geom_id": 1000 + geom_id, "set": 1, "totalenergy": -20.0, "degeneracy": 1})  # fmt: skip
+            conformers.append(
+                {
+                    "rd_mol": Chem.RenumberAtoms(mol, order),
+                    "boltzmannweight": weight,
+                    "geom_id": 1000 + geom_id,
+                    "set": 1,
+                    "totalenergy": -20.0,
+                    "degeneracy": 1,
+                }
+            )
         record: Any = {"conformers": conformers, "smiles": smiles, "charge": 0, "temperature": 298.15}
         if smiles == malicious:
             record = {"conformers": [Exploit()], "smiles": smiles}

@@ -143,8 +143,12 @@ def constructed_datasets(counts: dict[str, dict[str, int]]) -> dict[str, dict[st
 def constructed_summary(attempted: int, skipped: dict[str, int], duplicates: int = 0) -> dict[str, Any]:
     by_reason = {reason: skipped.get(reason, 0) for reason in SKIP_REASONS}
     kept = attempted - sum(by_reason.values())
-    return {"total_attempted": attempted, "total_kept": kept, "skipped_by_reason": by_reason,
-            "duplicates_removed": duplicates}  # fmt: skip
+    return {
+        "total_attempted": attempted,
+        "total_kept": kept,
+        "skipped_by_reason": by_reason,
+        "duplicates_removed": duplicates,
+    }
 
 
 def test_split_check_names_task_split_counts_and_the_real_cause(data_config: dict[str, Any]) -> None:
@@ -179,8 +183,9 @@ def test_split_check_names_task_split_counts_and_the_real_cause(data_config: dic
 def test_split_check_passes_big_enough_splits_and_respects_the_settings(data_config: dict[str, Any]) -> None:
     summary = constructed_summary(30, {})
     no_skips = pd.DataFrame({"reason": [], "detail": []})
-    check_splits(constructed_datasets({"force_field": {"train": 20, "val": 1, "test": 2}}), data_config, summary,
-                 no_skips, None)  # fmt: skip
+    check_splits(
+        constructed_datasets({"force_field": {"train": 20, "val": 1, "test": 2}}), data_config, summary, no_skips, None
+    )
     without_val = constructed_datasets({"force_field": {"train": 20, "val": 0, "test": 2}})
     with pytest.raises(SplitTooSmall, match="the val split has 0 examples"):
         check_splits(without_val, data_config, summary, no_skips, None)
@@ -190,8 +195,13 @@ def test_split_check_passes_big_enough_splits_and_respects_the_settings(data_con
     with pytest.raises(SplitTooSmall, match=r"test split has 2 examples, at least 3 needed \(data\.min_test"):
         check_splits(without_val, data_config, summary, no_skips, None)
     with pytest.raises(SplitTooSmall, match="the train split has 0 molecules"):
-        check_splits(constructed_datasets({"force_field": {"train": 0, "val": 0, "test": 5}}), data_config,
-                     summary, no_skips, None)  # fmt: skip
+        check_splits(
+            constructed_datasets({"force_field": {"train": 0, "val": 0, "test": 5}}),
+            data_config,
+            summary,
+            no_skips,
+            None,
+        )
 
 
 def test_drug_like_molecules_emptied_by_the_voxel_filter_stop_the_data_stage(

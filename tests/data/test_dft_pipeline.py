@@ -49,8 +49,13 @@ def serve(server: Server, monkeypatch: pytest.MonkeyPatch, source: str, data: by
     """Serve ``data`` as the source's file and pin the registry to it (published md5 of ``digest``, else of data)."""
     registry = copy.deepcopy(download.load_registry())
     (entry,) = registry["sources"][source]["files"]
-    entry.update(url=f"{server.url}/{entry['filename']}", algorithm="md5", checksum_provenance="published",
-                 checksum=hashlib.md5(digest if digest is not None else data).hexdigest(), bytes=len(data))  # fmt: skip
+    entry.update(
+        url=f"{server.url}/{entry['filename']}",
+        algorithm="md5",
+        checksum_provenance="published",
+        checksum=hashlib.md5(digest if digest is not None else data).hexdigest(),
+        bytes=len(data),
+    )
     server.files[f"/{entry['filename']}"] = data
     monkeypatch.setattr(download, "load_registry", lambda: registry)
 
@@ -68,33 +73,103 @@ def run_stage(config_path: Path, results: Path, extra_step: str | None = None) -
     config = json.loads(config_path.read_text())
     data, shards = results / "data", results / "data" / "shards"
     molecules, duplicates = data / "molecules.csv", data / "duplicates.csv"
-    acquire.main(["--config", str(config_path), "--out", str(molecules), "--duplicates", str(duplicates),
-                  "--provenance", str(data / "provenance" / "acquire.json")])  # fmt: skip
+    acquire.main(
+        [
+            "--config",
+            str(config_path),
+            "--out",
+            str(molecules),
+            "--duplicates",
+            str(duplicates),
+            "--provenance",
+            str(data / "provenance" / "acquire.json"),
+        ]
+    )
     conformer_files, label_files, skipped_files = [], [], []
     for shard in range(config["shards"]):
         conformer_files.append(shards / f"conformers_{shard}.npz")
         label_files.append(shards / f"labels_{shard}.npz")
         skipped_files += [shards / f"skipped_conformers_{shard}.csv", shards / f"skipped_labels_{shard}.csv"]
-        conformers.main(["--config", str(config_path), "--molecules", str(molecules), "--shard", str(shard),
-                         "--out", str(conformer_files[-1]), "--skipped", str(skipped_files[-2]),
-                         "--provenance", str(data / "provenance" / f"conformers_{shard}.json")])  # fmt: skip
-        labels.main(["--config", str(config_path), "--conformers", str(conformer_files[-1]),
-                     "--out", str(label_files[-1]), "--skipped", str(skipped_files[-1]),
-                     "--provenance", str(data / "provenance" / f"labels_{shard}.json")])  # fmt: skip
+        conformers.main(
+            [
+                "--config",
+                str(config_path),
+                "--molecules",
+                str(molecules),
+                "--shard",
+                str(shard),
+                "--out",
+                str(conformer_files[-1]),
+                "--skipped",
+                str(skipped_files[-2]),
+                "--provenance",
+                str(data / "provenance" / f"conformers_{shard}.json"),
+            ]
+        )
+        labels.main(
+            [
+                "--config",
+                str(config_path),
+                "--conformers",
+                str(conformer_files[-1]),
+                "--out",
+                str(label_files[-1]),
+                "--skipped",
+                str(skipped_files[-1]),
+                "--provenance",
+                str(data / "provenance" / f"labels_{shard}.json"),
+            ]
+        )
     external: list[str] = []
     if extra_step == "dft":
-        dft_labels.main(["--config", str(config_path), "--molecules", str(molecules), "--out",
-                         str(data / "dft_labels.npz"), "--summary", str(data / "dft_labels.json")])  # fmt: skip
+        dft_labels.main(
+            [
+                "--config",
+                str(config_path),
+                "--molecules",
+                str(molecules),
+                "--out",
+                str(data / "dft_labels.npz"),
+                "--summary",
+                str(data / "dft_labels.json"),
+            ]
+        )
         external = ["--dft-labels", str(data / "dft_labels.npz")]
     if extra_step == "geom":
-        geom_conformers.main(["--config", str(config_path), "--molecules", str(molecules),
-                              "--out", str(data / "geom_conformers.npz"),
-                              "--summary", str(data / "geom_conformers.json")])  # fmt: skip
+        geom_conformers.main(
+            [
+                "--config",
+                str(config_path),
+                "--molecules",
+                str(molecules),
+                "--out",
+                str(data / "geom_conformers.npz"),
+                "--summary",
+                str(data / "geom_conformers.json"),
+            ]
+        )
         external = ["--geom-conformers", str(data / "geom_conformers.npz")]
-    datasets.main(["--config", str(config_path), "--molecules", str(molecules), "--duplicates", str(duplicates),
-                   "--conformers", *map(str, conformer_files), "--labels", *map(str, label_files),
-                   "--skipped", *map(str, skipped_files), "--out-dir", str(results / "datasets"),
-                   "--data-dir", str(data), *external])  # fmt: skip
+    datasets.main(
+        [
+            "--config",
+            str(config_path),
+            "--molecules",
+            str(molecules),
+            "--duplicates",
+            str(duplicates),
+            "--conformers",
+            *map(str, conformer_files),
+            "--labels",
+            *map(str, label_files),
+            "--skipped",
+            *map(str, skipped_files),
+            "--out-dir",
+            str(results / "datasets"),
+            "--data-dir",
+            str(data),
+            *external,
+        ]
+    )
     return results
 
 
@@ -115,8 +190,9 @@ def test_rmd17_end_to_end_keeps_the_official_split(
 ) -> None:
     serve(server, monkeypatch, "rmd17_download", rmd17_bytes)
     # 14 heavy atoms for azobenzene; two conformers so that one test molecule gives flow matching two examples.
-    config_path = stage_config(study_data_config, tmp_path, source="rmd17_download", max_heavy_atoms=14,
-                               conformers_per_molecule=2)  # fmt: skip
+    config_path = stage_config(
+        study_data_config, tmp_path, source="rmd17_download", max_heavy_atoms=14, conformers_per_molecule=2
+    )
     results = run_stage(config_path, tmp_path / "results", extra_step="dft")
     summary = json.loads((results / "data" / "dft_labels.json").read_text())
     assert summary["molecules_kept"] == 10 and summary["molecules_skipped_by_reason"] == {}
@@ -130,8 +206,9 @@ def test_rmd17_end_to_end_keeps_the_official_split(
     assert train["positions"].dtype == np.float32 and train["forces"].dtype == np.float32
     centroid = (train["positions"] * train["mask"][..., None]).sum(1) / train["mask"].sum(1, keepdims=True)
     np.testing.assert_allclose(centroid, 0.0, atol=1e-4)
-    expected = reference_energies(train["atomic_numbers"], fit_element_references(train["atomic_numbers"],
-                                                                                  train["energy"]))  # fmt: skip
+    expected = reference_energies(
+        train["atomic_numbers"], fit_element_references(train["atomic_numbers"], train["energy"])
+    )
     np.testing.assert_allclose(train["energy_reference"], expected)
     manifest = json.loads((results / "datasets" / "force_field" / "manifest.json").read_text())
     assert manifest["labels"]["labeler"].startswith("PBE/def2-SVP")
@@ -147,8 +224,9 @@ def test_held_out_labels_do_not_move_the_energy_references(
     server: Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, study_data_config: Any, rmd17_bytes: bytes
 ) -> None:
     serve(server, monkeypatch, "rmd17_download", rmd17_bytes)
-    config_path = stage_config(study_data_config, tmp_path, source="rmd17_download", max_heavy_atoms=14,
-                               conformers_per_molecule=2)  # fmt: skip
+    config_path = stage_config(
+        study_data_config, tmp_path, source="rmd17_download", max_heavy_atoms=14, conformers_per_molecule=2
+    )
     results = run_stage(config_path, tmp_path / "results", extra_step="dft")
     config = json.loads(config_path.read_text())
     molecules = acquire.read_molecules(results / "data" / "molecules.csv")
@@ -228,21 +306,51 @@ def test_geom_pickles_are_not_unpickled_before_the_archive_is_verified(
     molecules = tmp_path / "molecules.csv"
     molecules.write_text("molecule_id,source,source_id,smiles\n0,geom_drugs_download,0,CCO\n")
     with pytest.raises(SystemExit, match=r"checksum mismatch for rdkit_folder\.tar\.gz"):
-        geom_conformers.main(["--config", str(config_path), "--molecules", str(molecules),
-                              "--out", str(tmp_path / "g.npz"), "--summary", str(tmp_path / "g.json")])  # fmt: skip
+        geom_conformers.main(
+            [
+                "--config",
+                str(config_path),
+                "--molecules",
+                str(molecules),
+                "--out",
+                str(tmp_path / "g.npz"),
+                "--summary",
+                str(tmp_path / "g.json"),
+            ]
+        )
     assert calls == []
     monkeypatch.undo()  # verified archive, real unpickler: the os.system pickle is refused
     serve(server, monkeypatch, "geom_drugs_download", archive.read_bytes())
     with pytest.raises(pickle.UnpicklingError, match="refused to unpickle global"):
-        geom_conformers.main(["--config", str(config_path), "--molecules", str(molecules),
-                              "--out", str(tmp_path / "g.npz"), "--summary", str(tmp_path / "g.json")])  # fmt: skip
+        geom_conformers.main(
+            [
+                "--config",
+                str(config_path),
+                "--molecules",
+                str(molecules),
+                "--out",
+                str(tmp_path / "g.npz"),
+                "--summary",
+                str(tmp_path / "g.json"),
+            ]
+        )
 
 
 def test_dft_sources_validate() -> None:
     for source in ("rmd17_download", "spice_download"):
         assert validate_config({"data": {"source": source}})["data"]["source"] == source
-    assert set(RMD17_SMILES) == {"aspirin", "azobenzene", "benzene", "ethanol", "malonaldehyde", "naphthalene",
-                                 "paracetamol", "salicylic", "toluene", "uracil"}  # fmt: skip
+    assert set(RMD17_SMILES) == {
+        "aspirin",
+        "azobenzene",
+        "benzene",
+        "ethanol",
+        "malonaldehyde",
+        "naphthalene",
+        "paracetamol",
+        "salicylic",
+        "toluene",
+        "uracil",
+    }
 
 
 @pytest.mark.slow

@@ -182,8 +182,13 @@ def test_a_file_found_in_the_download_folder_is_never_recorded(server: Server, t
 def test_an_entry_recorded_by_older_code_is_not_trusted(server: Server, tmp_path: Path) -> None:
     server.files["/data.bin"] = PAYLOAD
     (tmp_path / "data.bin").write_bytes(b"resumed junk")
-    legacy = {"url": server.url + "/data.bin", "algorithm": "sha256", "checksum": hashlib.sha256(b"resumed junk")
-              .hexdigest(), "bytes": 12, "provenance": "recorded, not published"}  # fmt: skip
+    legacy = {
+        "url": server.url + "/data.bin",
+        "algorithm": "sha256",
+        "checksum": hashlib.sha256(b"resumed junk").hexdigest(),
+        "bytes": 12,
+        "provenance": "recorded, not published",
+    }
     (tmp_path / RECORDED_CHECKSUMS).write_text(json.dumps({"data.bin": legacy}))
     fetch(unrecorded(server.url + "/data.bin"), tmp_path)
     assert recorded(tmp_path)["data.bin"]["checksum"] == hashlib.sha256(PAYLOAD).hexdigest()
@@ -200,8 +205,9 @@ def test_a_short_body_fails_naming_the_url_and_records_nothing(server: Server, t
 
 def test_a_size_different_from_the_published_one_fails(server: Server, tmp_path: Path) -> None:
     server.files["/data.bin"] = PAYLOAD[:-1]
-    remote = RemoteFile("data.bin", server.url + "/data.bin", "sha256", "0" * 64, "published", "test", None,
-                        len(PAYLOAD))  # fmt: skip
+    remote = RemoteFile(
+        "data.bin", server.url + "/data.bin", "sha256", "0" * 64, "published", "test", None, len(PAYLOAD)
+    )
     with pytest.raises(
         ChecksumMismatch, match=f"size mismatch for data.bin .*{len(PAYLOAD) - 1} bytes.*{len(PAYLOAD)}"
     ):
@@ -279,6 +285,16 @@ def test_the_acquisition_step_ends_with_the_message_not_a_traceback(
     config_path.write_text(json.dumps({**data_config, "source": "qm9_download", "download_dir": str(tmp_path)}))
     out = tmp_path / "molecules.csv"
     with pytest.raises(SystemExit, match=r"^data\.source qm9_download: cannot download qm9\.zip from https://"):
-        acquire.main(["--config", str(config_path), "--out", str(out), "--duplicates", str(tmp_path / "d.csv"),
-                      "--provenance", str(tmp_path / "p.json")])  # fmt: skip
+        acquire.main(
+            [
+                "--config",
+                str(config_path),
+                "--out",
+                str(out),
+                "--duplicates",
+                str(tmp_path / "d.csv"),
+                "--provenance",
+                str(tmp_path / "p.json"),
+            ]
+        )
     assert not out.exists()

@@ -88,19 +88,36 @@ def write_study(study: SyntheticStudy) -> SyntheticStudy:
         equivariant = run.equivariance != "none"
         base = run.base_run or run.name
         run_config = {
-            "name": run.name, "base_run": base, "sweep": run.sweep, "task": run.task, "task_settings": {},
+            "name": run.name,
+            "base_run": base,
+            "sweep": run.sweep,
+            "task": run.task,
+            "task_settings": {},
             "model": {"family": run.family, "size": run.size, "overrides": {}},
-            "training": {"seed": run.seed, "optimizer": run.optimizer, "steps": study.steps[-1],
-                         "num_train_molecules": None},
+            "training": {
+                "seed": run.seed,
+                "optimizer": run.optimizer,
+                "steps": study.steps[-1],
+                "num_train_molecules": None,
+            },
             "checkpoint_steps": study.steps,
-        }  # fmt: skip
+        }
         study.run_json(run).parent.mkdir(parents=True, exist_ok=True)
         study.run_json(run).write_text(json.dumps(run_config))
-        study.manifest(run).write_text(json.dumps({
-            "run": run.name, "task": run.task, "equivariance": run.equivariance, "parameters": run.parameters,
-            "train_molecules": 100, "checkpoints": [{"step": s, "file": f"checkpoints/step_{s:07d}.pt",
-                                                       "sha256": "0" * 64} for s in study.steps],
-        }))  # fmt: skip
+        study.manifest(run).write_text(
+            json.dumps(
+                {
+                    "run": run.name,
+                    "task": run.task,
+                    "equivariance": run.equivariance,
+                    "parameters": run.parameters,
+                    "train_molecules": 100,
+                    "checkpoints": [
+                        {"step": s, "file": f"checkpoints/step_{s:07d}.pt", "sha256": "0" * 64} for s in study.steps
+                    ],
+                }
+            )
+        )
         percent = percent_curve(study.steps, run.final_percent, equivariant)
         rows = []
         part = "velocity" if run.task == "flow_matching" else "all"
@@ -109,24 +126,60 @@ def write_study(study: SyntheticStudy) -> SyntheticStudy:
             equiv = total * p / 100
             mean = total - equiv
             se = 0.02 * total
-            values = {"total": (total, se), "mean": (mean, se), "mean_plugin": (mean + equiv / study.num_rotations, se),
-                      "equiv": (equiv, equiv * run.percent_se_fraction), "twirl_sq_norm": (10.0, 0.1),
-                      "equiv_percent": (p, p * run.percent_se_fraction),
-                      "relative_equivariance_error": (equiv / 10.0, equiv / 10.0 * 0.05)}  # fmt: skip
+            values = {
+                "total": (total, se),
+                "mean": (mean, se),
+                "mean_plugin": (mean + equiv / study.num_rotations, se),
+                "equiv": (equiv, equiv * run.percent_se_fraction),
+                "twirl_sq_norm": (10.0, 0.1),
+                "equiv_percent": (p, p * run.percent_se_fraction),
+                "relative_equivariance_error": (equiv / 10.0, equiv / 10.0 * 0.05),
+            }
             for quantity, (value, stderr) in values.items():
-                rows.append({"run": run.name, "step": step, "part": part, "t_bin": "all", "quantity": quantity,
-                             "k": "", "value": value, "stderr": stderr, "n": study.n})  # fmt: skip
+                rows.append(
+                    {
+                        "run": run.name,
+                        "step": step,
+                        "part": part,
+                        "t_bin": "all",
+                        "quantity": quantity,
+                        "k": "",
+                        "value": value,
+                        "stderr": stderr,
+                        "n": study.n,
+                    }
+                )
             if run.task != "voxel_denoising":
                 k = 1
                 while k <= study.num_rotations:
                     predicted = mean + equiv / k
                     noise = 0.0 if k in (1, study.num_rotations) else rng.normal(0, 0.1 * se)
-                    rows.append({"run": run.name, "step": step, "part": "all", "t_bin": "all",
-                                 "quantity": "twirled_loss", "k": k, "value": predicted + noise, "stderr": se,
-                                 "n": study.n})  # fmt: skip
-                    rows.append({"run": run.name, "step": step, "part": "all", "t_bin": "all",
-                                 "quantity": "twirled_loss_predicted", "k": k, "value": predicted, "stderr": se,
-                                 "n": study.n})  # fmt: skip
+                    rows.append(
+                        {
+                            "run": run.name,
+                            "step": step,
+                            "part": "all",
+                            "t_bin": "all",
+                            "quantity": "twirled_loss",
+                            "k": k,
+                            "value": predicted + noise,
+                            "stderr": se,
+                            "n": study.n,
+                        }
+                    )
+                    rows.append(
+                        {
+                            "run": run.name,
+                            "step": step,
+                            "part": "all",
+                            "t_bin": "all",
+                            "quantity": "twirled_loss_predicted",
+                            "k": k,
+                            "value": predicted,
+                            "stderr": se,
+                            "n": study.n,
+                        }
+                    )
                     rows.append(
                         {
                             "run": run.name,
@@ -139,7 +192,7 @@ def write_study(study: SyntheticStudy) -> SyntheticStudy:
                             "stderr": 0.1 * se,
                             "n": study.n,
                         }
-                    )  # fmt: skip (the paired difference)
+                    )  # the paired difference
                     k *= 2
         _write_csv(study.decomposition(run), DECOMPOSITION_COLUMNS, rows)
     return study
@@ -159,15 +212,47 @@ def default_runs(final_percent: float = 1.0, percent_se_fraction: float = 0.05) 
     for base in ("flow_matching-transformer", "force_field-transformer"):
         task = base.split("-")[0]
         runs += [
-            SyntheticRun(f"{base}--seed-1", task, "transformer", "none", base_run=base,
-                         sweep={"factor": "seed", "value": 1}, seed=1, **kw),
-            SyntheticRun(f"{base}--size-xs", task, "transformer", "none", base_run=base,
-                         sweep={"factor": "size", "value": "xs"}, size="xs", parameters=30_000, **kw),
-            SyntheticRun(f"{base}--num_train_molecules-50", task, "transformer", "none", base_run=base,
-                         sweep={"factor": "num_train_molecules", "value": 50}, **kw),
-            SyntheticRun(f"{base}--optimizer-sgd", task, "transformer", "none", base_run=base,
-                         sweep={"factor": "optimizer", "value": "sgd"}, optimizer="sgd", **kw),
-        ]  # fmt: skip
+            SyntheticRun(
+                f"{base}--seed-1",
+                task,
+                "transformer",
+                "none",
+                base_run=base,
+                sweep={"factor": "seed", "value": 1},
+                seed=1,
+                **kw,
+            ),
+            SyntheticRun(
+                f"{base}--size-xs",
+                task,
+                "transformer",
+                "none",
+                base_run=base,
+                sweep={"factor": "size", "value": "xs"},
+                size="xs",
+                parameters=30_000,
+                **kw,
+            ),
+            SyntheticRun(
+                f"{base}--num_train_molecules-50",
+                task,
+                "transformer",
+                "none",
+                base_run=base,
+                sweep={"factor": "num_train_molecules", "value": 50},
+                **kw,
+            ),
+            SyntheticRun(
+                f"{base}--optimizer-sgd",
+                task,
+                "transformer",
+                "none",
+                base_run=base,
+                sweep={"factor": "optimizer", "value": "sgd"},
+                optimizer="sgd",
+                **kw,
+            ),
+        ]
     return runs
 
 
@@ -184,18 +269,47 @@ def write_hessian(
     for step in study.steps:
         for loss, kappa in (("mean", 50.0 * kappa_ratio), ("equiv", 50.0), ("plugin", 60.0), ("total", 70.0)):
             se = kappa * kappa_se_fraction if with_stderr else ""
-            for quantity, value, stderr in (("kappa_10", kappa, se), ("kappa_100", kappa * 3, se),
-                                            ("sharpness", 10 + kappa ** 0.5, "" if not with_stderr else 0.5),
-                                            ("trace_per_parameter", 1e-3, ""), ("loss_value", 0.5, "")):  # fmt: skip
-                rows.append({"run": run, "step": step, "loss": loss, "quantity": quantity, "index": "",
-                             "value": value, "stderr": stderr})  # fmt: skip
+            for quantity, value, stderr in (
+                ("kappa_10", kappa, se),
+                ("kappa_100", kappa * 3, se),
+                ("sharpness", 10 + kappa**0.5, "" if not with_stderr else 0.5),
+                ("trace_per_parameter", 1e-3, ""),
+                ("loss_value", 0.5, ""),
+            ):
+                rows.append(
+                    {
+                        "run": run,
+                        "step": step,
+                        "loss": loss,
+                        "quantity": quantity,
+                        "index": "",
+                        "value": value,
+                        "stderr": stderr,
+                    }
+                )
             for index in range(1, 11):
-                rows.append({"run": run, "step": step, "loss": loss, "quantity": "eigenvalue", "index": index,
-                             "value": 10.0 / index, "stderr": ""})  # fmt: skip
+                rows.append(
+                    {
+                        "run": run,
+                        "step": step,
+                        "loss": loss,
+                        "quantity": "eigenvalue",
+                        "index": index,
+                        "value": 10.0 / index,
+                        "stderr": "",
+                    }
+                )
             width = 1.0 if loss == "mean" else 0.1
             for eigenvalue in grid:
-                density.append({"run": run, "step": step, "loss": loss, "eigenvalue": eigenvalue,
-                                "density": float(np.exp(-abs(eigenvalue) / width) / width + 1e-9)})  # fmt: skip
+                density.append(
+                    {
+                        "run": run,
+                        "step": step,
+                        "loss": loss,
+                        "eigenvalue": eigenvalue,
+                        "density": float(np.exp(-abs(eigenvalue) / width) / width + 1e-9),
+                    }
+                )
     base = study.results / "analysis" / "hessian"
     table = _write_csv(base / f"{run}.csv", ("run", "step", "loss", "quantity", "index", "value", "stderr"), rows)
     dens = _write_csv(base / f"{run}_density.csv", ("run", "step", "loss", "eigenvalue", "density"), density)
@@ -206,28 +320,59 @@ def write_gradients(study: SyntheticStudy, run: str, with_norm: bool = True, rel
     """Gradient table of one run; ``relation`` > 0 makes L_equiv rise with the non-equivariant norm."""
     rows = []
     for index, step in enumerate(study.steps):
-        values = {"grad_norm_mean": 1.0, "grad_norm_equiv": 0.5 / (1 + index), "grad_share_equiv": 0.3 / (1 + index),
-                  "grad_cosine": 0.1 * np.cos(index), "relative_equivariance_error": 0.5 / (1 + index) ** 1.5,
-                  "parameter_distance_from_init": np.sqrt(step)}  # fmt: skip
+        values = {
+            "grad_norm_mean": 1.0,
+            "grad_norm_equiv": 0.5 / (1 + index),
+            "grad_share_equiv": 0.3 / (1 + index),
+            "grad_cosine": 0.1 * np.cos(index),
+            "relative_equivariance_error": 0.5 / (1 + index) ** 1.5,
+            "parameter_distance_from_init": np.sqrt(step),
+        }
         if with_norm:
             values["nonequivariant_parameter_sq_norm"] = 10.0 / (1 + index) ** relation
         for quantity, value in values.items():
             rows.append({"run": run, "step": step, "quantity": quantity, "value": value, "stderr": ""})
-    return _write_csv(study.results / "analysis" / "gradients" / f"{run}.csv",
-                      ("run", "step", "quantity", "value", "stderr"), rows)  # fmt: skip
+    return _write_csv(
+        study.results / "analysis" / "gradients" / f"{run}.csv", ("run", "step", "quantity", "value", "stderr"), rows
+    )
 
 
 def write_efficiency(study: SyntheticStudy, seconds: dict[str, float], device: str = "cpu") -> Path:
     rows = []
     for run in study.runs:
         if run.name in seconds:
-            rows.append({"run": run.name, "task": run.task, "model": run.family, "size": run.size,
-                         "equivariance": run.equivariance, "parameters": run.parameters, "batch_size": 32,
-                         "seconds_per_step": seconds[run.name], "seconds_per_step_stderr": 0.001, "threads": 2,
-                         "device": device})  # fmt: skip
-    return _write_csv(study.results / "analysis" / "efficiency.csv",
-                      ("run", "task", "model", "size", "equivariance", "parameters", "batch_size", "seconds_per_step",
-                       "seconds_per_step_stderr", "threads", "device"), rows)  # fmt: skip
+            rows.append(
+                {
+                    "run": run.name,
+                    "task": run.task,
+                    "model": run.family,
+                    "size": run.size,
+                    "equivariance": run.equivariance,
+                    "parameters": run.parameters,
+                    "batch_size": 32,
+                    "seconds_per_step": seconds[run.name],
+                    "seconds_per_step_stderr": 0.001,
+                    "threads": 2,
+                    "device": device,
+                }
+            )
+    return _write_csv(
+        study.results / "analysis" / "efficiency.csv",
+        (
+            "run",
+            "task",
+            "model",
+            "size",
+            "equivariance",
+            "parameters",
+            "batch_size",
+            "seconds_per_step",
+            "seconds_per_step_stderr",
+            "threads",
+            "device",
+        ),
+        rows,
+    )
 
 
 def write_gradients_narrow_norm(study: SyntheticStudy, run: str, low: float = 21.6, high: float = 22.4) -> Path:
@@ -237,6 +382,7 @@ def write_gradients_narrow_norm(study: SyntheticStudy, run: str, low: float = 21
     with open(path, "a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=("run", "step", "quantity", "value", "stderr"))
         for step, value in zip(study.steps, np.linspace(low, high, len(study.steps)), strict=True):
-            writer.writerow({"run": run, "step": step, "quantity": "nonequivariant_parameter_sq_norm",
-                             "value": value, "stderr": ""})  # fmt: skip
+            writer.writerow(
+                {"run": run, "step": step, "quantity": "nonequivariant_parameter_sq_norm", "value": value, "stderr": ""}
+            )
     return path

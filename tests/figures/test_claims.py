@@ -22,8 +22,9 @@ from eqdyn.figures.tables import read_csvs, read_decomposition, read_runs
 
 
 def build(study: SyntheticStudy, **tables_) -> dict[str, claims.Claim]:
-    result = claims.build_claims(read_decomposition(study.decomposition_files()),
-                                 read_runs(study.run_files(), study.manifest_files()), **tables_)  # fmt: skip
+    result = claims.build_claims(
+        read_decomposition(study.decomposition_files()), read_runs(study.run_files(), study.manifest_files()), **tables_
+    )
     return {claim.id: claim for claim in result}
 
 
@@ -52,8 +53,14 @@ def set_quantity(study: SyntheticStudy, run: str, quantity: str, values: dict[in
 
 def test_two_percent_reproduced_when_every_upper_bound_is_below(tmp_path: Path) -> None:
     result = build(make(tmp_path, runs=point_cloud_runs(final_percent=1.0)))
-    for cid in ("equiv_2_percent", "equiv_2_percent_flow_matching", "equiv_2_percent_force_field", "robust_size",
-                "robust_dataset", "robust_optimizer"):  # fmt: skip
+    for cid in (
+        "equiv_2_percent",
+        "equiv_2_percent_flow_matching",
+        "equiv_2_percent_force_field",
+        "robust_size",
+        "robust_dataset",
+        "robust_optimizer",
+    ):
         assert result[cid].verdict == claims.REPRODUCED, (cid, result[cid].measured)
     # the value is read at step 10k, not at the last step (20k)
     assert "at step 10000" in result["equiv_2_percent"].measured
@@ -124,15 +131,19 @@ def test_a_failed_or_missing_run_makes_the_two_percent_claim_at_best_inconclusiv
     # a run of the set with no decomposition table is never silently dropped
     study = make(tmp_path / "missing", runs=point_cloud_runs(final_percent=1.0))
     files = [f for f in study.decomposition_files() if "force_field-transformer--seed-1" not in str(f)]
-    result = {c.id: c for c in claims.build_claims(read_decomposition(files),
-                                                   read_runs(study.run_files(), study.manifest_files()))}  # fmt: skip
+    result = {
+        c.id: c
+        for c in claims.build_claims(read_decomposition(files), read_runs(study.run_files(), study.manifest_files()))
+    }
     assert result["equiv_2_percent"].verdict.startswith(claims.INCONCLUSIVE)
     assert "force_field-transformer--seed-1: run has no decomposition table" in result["equiv_2_percent"].measured
 
 
 def test_not_at_scale_still_fails_a_run_that_reached_10k_above_the_line(tmp_path: Path) -> None:
-    readings = [claims.PercentReading("a", True, 10000, 5.0, 4.0, 6.0, 10000, 5.0, 0.5, None),
-                claims.PercentReading("b", False, 3000, 1.0, 0.9, 1.1, 3000, 1.0, 0.05, 300)]  # fmt: skip
+    readings = [
+        claims.PercentReading("a", True, 10000, 5.0, 4.0, 6.0, 10000, 5.0, 0.5, None),
+        claims.PercentReading("b", False, 3000, 1.0, 0.9, 1.1, 3000, 1.0, 0.05, 300),
+    ]
     assert claims.percent_verdict(readings) == claims.NOT_REPRODUCED
     readings[0] = claims.PercentReading("a", True, 10000, 1.0, 0.9, 1.1, 10000, 1.0, 0.05, 100)
     assert claims.percent_verdict(readings) == claims.INCONCLUSIVE  # only some runs reach 10k
@@ -176,8 +187,15 @@ def timed_study(tmp_path: Path, painn_scale: float, flow_egnn_scale: float) -> S
 def test_efficiency_verdicts(tmp_path: Path, painn_scale, egnn_scale, verdict) -> None:
     study = timed_study(tmp_path, painn_scale, egnn_scale)
     # same seconds per step: equal compute = equal step
-    path = write_efficiency(study, {"force_field-transformer": 0.01, "force_field-painn": 0.01,
-                                    "flow_matching-transformer": 0.01, "flow_matching-egnn": 0.01})  # fmt: skip
+    path = write_efficiency(
+        study,
+        {
+            "force_field-transformer": 0.01,
+            "force_field-painn": 0.01,
+            "flow_matching-transformer": 0.01,
+            "flow_matching-egnn": 0.01,
+        },
+    )
     result = build(study, efficiency=read_csvs([path]))
     assert result["efficiency_gap"].verdict == verdict, result["efficiency_gap"].measured
     assert "core-hours" in result["efficiency_gap"].measured
@@ -223,9 +241,22 @@ def test_spearman_p_value_is_exact_for_few_checkpoints() -> None:
 def test_cli_writes_markdown_and_csv_with_provenance(tmp_path: Path) -> None:
     study = make(tmp_path)
     out_md, out_csv = tmp_path / "results" / "claims.md", tmp_path / "figures" / "claims.csv"
-    args = ["--decomposition", *map(str, study.decomposition_files()), "--runs", *map(str, study.run_files()),
-            "--manifests", *map(str, study.manifest_files()), "--study", "synthetic",
-            "--configfiles", "config/config.yaml", "--out-md", str(out_md), "--out-csv", str(out_csv)]  # fmt: skip
+    args = [
+        "--decomposition",
+        *map(str, study.decomposition_files()),
+        "--runs",
+        *map(str, study.run_files()),
+        "--manifests",
+        *map(str, study.manifest_files()),
+        "--study",
+        "synthetic",
+        "--configfiles",
+        "config/config.yaml",
+        "--out-md",
+        str(out_md),
+        "--out-csv",
+        str(out_csv),
+    ]
     assert claims.main(args) == 0
     with open(out_csv) as handle:
         rows = list(csv.DictReader(handle))

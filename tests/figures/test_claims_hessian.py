@@ -23,9 +23,20 @@ BATCH_SCALE = (1.0, 3.0, 0.5, 2.0, 1.5)
 
 
 def run_info(name: str, task: str) -> RunInfo:
-    return RunInfo(name=name, task=task, base_run=name, family="transformer", size="s", seed=0, optimizer="adam",
-                   sweep_factor=None, sweep_value=None, equivariance="none", parameters=200_000,
-                   train_molecules=100)  # fmt: skip
+    return RunInfo(
+        name=name,
+        task=task,
+        base_run=name,
+        family="transformer",
+        size="s",
+        seed=0,
+        optimizer="adam",
+        sweep_factor=None,
+        sweep_value=None,
+        equivariance="none",
+        parameters=200_000,
+        train_molecules=100,
+    )
 
 
 RUNS = {FORCE: run_info(FORCE, "force_field"), FLOW: run_info(FLOW, "flow_matching")}
@@ -50,8 +61,10 @@ def hessian_rows(
             kr = (step_ratios or {}).get(step, kappa_ratio)
             kr = kr[repeat] if isinstance(kr, Sequence) else kr
             lr = lambda_ratio[repeat] if isinstance(lambda_ratio, Sequence) else lambda_ratio
-            for loss, kappa, lam, value in (("mean", 20.0 * kr * scale, 100.0 * lr * scale, 1.0),
-                                            ("equiv", 20.0 * scale, 100.0 * scale, 0.01)):  # fmt: skip
+            for loss, kappa, lam, value in (
+                ("mean", 20.0 * kr * scale, 100.0 * lr * scale, 1.0),
+                ("equiv", 20.0 * scale, 100.0 * scale, 0.01),
+            ):
                 quantities = {
                     "kappa_10": kappa,
                     "lambda_max": lam,
@@ -65,8 +78,19 @@ def hessian_rows(
                     quantities |= {"kappa_100": 3 * kappa, "kappa_100_converged": 1.0}
                 for quantity, number in quantities.items():
                     number = (converged or {}).get((loss, quantity, repeat), number)
-                    rows.append({"run": run, "step": step, "loss": loss, "quantity": quantity, "index": "",
-                                 "repeat": repeat, "value": number, "stderr": "", "repeats": ""})  # fmt: skip
+                    rows.append(
+                        {
+                            "run": run,
+                            "step": step,
+                            "loss": loss,
+                            "quantity": quantity,
+                            "index": "",
+                            "repeat": repeat,
+                            "value": number,
+                            "stderr": "",
+                            "repeats": "",
+                        }
+                    )
     frame = pd.DataFrame(rows)
     summary = frame.groupby(["run", "step", "loss", "quantity"], as_index=False)["value"].mean()
     summary["repeat"], summary["index"], summary["repeats"] = np.nan, "", repeats

@@ -18,15 +18,18 @@ STEPS = [0, 100, 1000, 3000]
 
 
 def pair_study(tmp_path: Path) -> SyntheticStudy:
-    runs = [SyntheticRun(AUGMENTED, "force_field", "transformer", "none"),
-            SyntheticRun(EQUIVARIANT, "force_field", "painn", "E3")]  # fmt: skip
+    runs = [
+        SyntheticRun(AUGMENTED, "force_field", "transformer", "none"),
+        SyntheticRun(EQUIVARIANT, "force_field", "painn", "E3"),
+    ]
     study = SyntheticStudy(tmp_path, runs)
     study.steps = STEPS
     return write_study(study)
 
 
-def timings(study: SyntheticStudy, forward: dict[str, float] | None = None, seconds: dict[str, float] | None = None
-            ) -> pd.DataFrame:  # fmt: skip
+def timings(
+    study: SyntheticStudy, forward: dict[str, float] | None = None, seconds: dict[str, float] | None = None
+) -> pd.DataFrame:
     """Efficiency table with inference timings; by default both models cost the same per step and per example."""
     path = write_efficiency(study, seconds or {AUGMENTED: 0.01, EQUIVARIANT: 0.01})
     table = pd.read_csv(path)
@@ -63,8 +66,9 @@ def example_tables(
             "total": worse * (augmented_mean + augmented_equiv) + difficulty + rng.normal(0, noise_sd, n),
         }
         for k in ks:
-            aug[f"twirled_{k}"] = (worse * (augmented_mean + augmented_equiv / k) + difficulty
-                                   + rng.normal(0, noise_sd, n))  # fmt: skip
+            aug[f"twirled_{k}"] = (
+                worse * (augmented_mean + augmented_equiv / k) + difficulty + rng.normal(0, noise_sd, n)
+            )
         frames.append(pd.DataFrame(aug))
         frames.append(
             pd.DataFrame(
@@ -117,9 +121,13 @@ def test_the_paired_error_decides_where_independent_errors_could_not(tmp_path: P
     examples = example_tables(1.0, 0.4, 1.08, difficulty_sd=0.5, noise_sd=0.01, n=400)
     result = claim(study, timings(study), examples)
     assert result.verdict == claims.REPRODUCED and "k=8" in result.measured.split(" | ")[0]
-    comparison = next(c for c in twirling_remedy.matched_comparisons(examples, timings(study),
-                                                              read_runs(study.run_files(), study.manifest_files()))[0]
-                      if c.k == 8)  # fmt: skip
+    comparison = next(
+        c
+        for c in twirling_remedy.matched_comparisons(
+            examples, timings(study), read_runs(study.run_files(), study.manifest_files())
+        )[0]
+        if c.k == 8
+    )
     unpaired = np.hypot(comparison.augmented_se, comparison.equivariant_se)
     assert abs(comparison.difference) < 1.96 * unpaired
     assert comparison.difference_se < unpaired / 10
@@ -153,8 +161,9 @@ def test_matched_cost_rule_picks_the_largest_checkpoint_within_the_common_budget
     study = pair_study(tmp_path)
     efficiency = timings(study, forward={AUGMENTED: 1.0, EQUIVARIANT: 0.1}, seconds={AUGMENTED: 1.0, EQUIVARIANT: 2.0})
     examples = example_tables(1.0, 0.4, 1.2, n=10, learning=True)
-    comparisons, _ = twirling_remedy.matched_comparisons(examples, efficiency,
-                                                  read_runs(study.run_files(), study.manifest_files()))  # fmt: skip
+    comparisons, _ = twirling_remedy.matched_comparisons(
+        examples, efficiency, read_runs(study.run_files(), study.manifest_files())
+    )
     by_k = {c.k: c for c in comparisons}
     assert by_k[8].budget == pytest.approx(2 * (3000 + 8 * 10 * 1.0))
     assert (by_k[8].augmented_step, by_k[8].equivariant_step) == (3000, 1000)
@@ -166,8 +175,9 @@ def test_matched_cost_rule_picks_the_largest_checkpoint_within_the_common_budget
     efficiency = timings(
         study, forward={AUGMENTED: 2.0, EQUIVARIANT: 0.1}, seconds={AUGMENTED: 1.0, EQUIVARIANT: 1.033}
     )
-    comparisons, notes = twirling_remedy.matched_comparisons(examples, efficiency,
-                                                      read_runs(study.run_files(), study.manifest_files()))  # fmt: skip
+    comparisons, notes = twirling_remedy.matched_comparisons(
+        examples, efficiency, read_runs(study.run_files(), study.manifest_files())
+    )
     by_k = {c.k: c for c in comparisons}
     assert (by_k[1].augmented_step, by_k[1].equivariant_step) == (3000, 1000)
     assert by_k[8].budget == pytest.approx(2 * (1.033 * 3000 + 10 * 0.1))
@@ -175,8 +185,9 @@ def test_matched_cost_rule_picks_the_largest_checkpoint_within_the_common_budget
     assert by_k[8].augmented_cost == pytest.approx(2 * (1000 + 160)) and not notes
     # inference so dear that even step 0 of the twirled model exceeds the equivariant model's largest cost
     efficiency = timings(study, forward={AUGMENTED: 50.0, EQUIVARIANT: 0.1}, seconds={AUGMENTED: 1.0, EQUIVARIANT: 1.0})
-    comparisons, notes = twirling_remedy.matched_comparisons(examples, efficiency,
-                                                      read_runs(study.run_files(), study.manifest_files()))  # fmt: skip
+    comparisons, notes = twirling_remedy.matched_comparisons(
+        examples, efficiency, read_runs(study.run_files(), study.manifest_files())
+    )
     assert 8 not in {c.k for c in comparisons} and any("k=8: no checkpoint" in note for note in notes)
 
 
@@ -190,9 +201,19 @@ def with_check_rows(study: SyntheticStudy, shift_se: float = 0.0) -> pd.DataFram
     for (run, step, k), group in table[table["quantity"] == "twirled_loss_predicted"].groupby(["run", "step", "k"]):
         expected = float(group["value"].iloc[0])
         shift = 0.5 + (shift_se if k == 2 else 0.0)
-        rows.append({"run": run, "step": step, "part": "all", "t_bin": "all",
-                     "quantity": "twirled_loss_minus_predicted", "k": k, "value": shift * 1e-3 * expected,
-                     "stderr": 1e-3 * expected, "n": 64})  # fmt: skip
+        rows.append(
+            {
+                "run": run,
+                "step": step,
+                "part": "all",
+                "t_bin": "all",
+                "quantity": "twirled_loss_minus_predicted",
+                "k": k,
+                "value": shift * 1e-3 * expected,
+                "stderr": 1e-3 * expected,
+                "n": 64,
+            }
+        )
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
 
 

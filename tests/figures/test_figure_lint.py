@@ -64,8 +64,11 @@ def test_clean_figure_has_no_defect() -> None:
     ax.set_title("a title")
     ax.set_xlabel(r"$\|\theta_\perp\|^2$")
     ax.legend(loc="upper left", fontsize=6)
-    fig.legend(handles=[Line2D([], [], color="0.3", ls="--", label="dashed: any colour"),
-                        Patch(color="0.9", label="window")], loc="outside lower center", ncols=2)  # fmt: skip
+    fig.legend(
+        handles=[Line2D([], [], color="0.3", ls="--", label="dashed: any colour"), Patch(color="0.9", label="window")],
+        loc="outside lower center",
+        ncols=2,
+    )
     assert lint.lint_figure(fig) == []
     lint.assert_figure_clean(fig)
 
@@ -94,8 +97,15 @@ def test_a_log_axis_over_a_narrow_range_overlaps_and_value_axis_fixes_it() -> No
     assert ax.get_xscale() == "linear" and ax.get_yscale() == "log"
 
 
-@pytest.mark.parametrize("text", [r"ratio ≤ 1e-13 (round-off):\n$L_\mathrm{mean}$", r"\alpha without dollars",
-                                  r"$L$ and \n outside", "odd $ sign \\n"])  # fmt: skip
+@pytest.mark.parametrize(
+    "text",
+    [
+        r"ratio ≤ 1e-13 (round-off):\n$L_\mathrm{mean}$",
+        r"\alpha without dollars",
+        r"$L$ and \n outside",
+        "odd $ sign \\n",
+    ],
+)
 def test_a_backslash_outside_math_is_found(text: str) -> None:
     fig, (ax,) = small_figure()
     ax.plot([0, 1], [0, 1])
@@ -127,9 +137,14 @@ def test_a_style_key_with_no_line_of_that_style_is_found() -> None:
     fig, axes = small_figure(2)
     for ax in axes:
         ax.plot([1, 2], [1, 2], color=style.OKABE_ITO["blue"])
-    fig.legend(handles=[Line2D([], [], color="0.3", ls="-", label=r"$\kappa_{10}$"),
-                        Line2D([], [], color="0.3", ls="--", label=r"$\kappa_{100}$")],
-               loc="outside lower center", ncols=2)  # fmt: skip
+    fig.legend(
+        handles=[
+            Line2D([], [], color="0.3", ls="-", label=r"$\kappa_{10}$"),
+            Line2D([], [], color="0.3", ls="--", label=r"$\kappa_{100}$"),
+        ],
+        loc="outside lower center",
+        ncols=2,
+    )
     defects = lint.lint_figure(fig)
     assert kinds(defects) == ["empty_legend_entry"]
     assert "kappa_{100}" in defects[0].detail
@@ -139,8 +154,14 @@ def test_a_coloured_key_must_match_a_colour_drawn() -> None:
     fig, (ax,) = small_figure()
     ax.plot([1, 2], [1, 2], color=style.OKABE_ITO["blue"])
     ax.axvspan(1.2, 1.4, color="0.9")
-    fig.legend(handles=[Line2D([], [], color=style.OKABE_ITO["vermillion"], label="not drawn"),
-                        Patch(color="0.5", label="no such band")], loc="outside lower center", ncols=2)  # fmt: skip
+    fig.legend(
+        handles=[
+            Line2D([], [], color=style.OKABE_ITO["vermillion"], label="not drawn"),
+            Patch(color="0.5", label="no such band"),
+        ],
+        loc="outside lower center",
+        ncols=2,
+    )
     assert kinds(lint.lint_figure(fig)) == ["empty_legend_entry", "empty_legend_entry"]
 
 
@@ -207,8 +228,15 @@ def synthetic_study(tmp_path_factory) -> Path:
     write_gradients_narrow_norm(study, "flow_matching-transformer")
     write_gradients(study, "force_field-transformer")
     write_gradients(study, "force_field-painn", with_norm=False)
-    write_efficiency(study, {"force_field-transformer": 0.01, "force_field-painn": 0.2,
-                             "flow_matching-transformer": 0.01, "flow_matching-egnn": 0.05})  # fmt: skip
+    write_efficiency(
+        study,
+        {
+            "force_field-transformer": 0.01,
+            "force_field-painn": 0.2,
+            "flow_matching-transformer": 0.01,
+            "flow_matching-egnn": 0.05,
+        },
+    )
     return study.results
 
 
@@ -266,8 +294,14 @@ def test_cli_fails_on_a_defective_figure(synthetic_study: Path, tmp_path: Path, 
     from eqdyn.figures import loss_decomposition
 
     module_argv = lint.study_figure_arguments(synthetic_study, tmp_path)["loss_decomposition"]
-    study_argv = ["--study", str(synthetic_study), "--out-dir", str(tmp_path / "figures"), "--modules",
-                  "loss_decomposition"]  # fmt: skip
+    study_argv = [
+        "--study",
+        str(synthetic_study),
+        "--out-dir",
+        str(tmp_path / "figures"),
+        "--modules",
+        "loss_decomposition",
+    ]
     assert lint.main(["loss_decomposition", *module_argv]) == 0
     assert lint.main(study_argv) == 0
     original = loss_decomposition.plot
@@ -302,8 +336,10 @@ def bundle_cases() -> list:
         modules = lint.study_figure_arguments(study, Path("unused"))
         cases += [pytest.param(study, module, id=f"{study.name}-{module}") for module in modules]
     if not cases:
-        reason = (f"no bundle of a study's tables at {BUNDLE.relative_to(REPO)}/ (a copy of results/<study>/ "
-                  "without checkpoints) or in EQDYN_FIGURE_TABLES")  # fmt: skip
+        reason = (
+            f"no bundle of a study's tables at {BUNDLE.relative_to(REPO)}/ (a copy of results/<study>/ "
+            "without checkpoints) or in EQDYN_FIGURE_TABLES"
+        )
         cases.append(pytest.param(None, None, id="no-bundle", marks=pytest.mark.skip(reason=reason)))
     return cases
 
@@ -320,8 +356,7 @@ def test_a_marker_key_needs_a_marker_drawn() -> None:
     """A line whose ``markevery`` picks no point draws no marker: a key with that marker stands for nothing."""
     fig, (ax,) = small_figure()
     ax.plot([1, 2, 3], [1, 2, 3], ls="-", marker="s", markevery=[False, False, False])
-    fig.legend(handles=[Line2D([], [], color="0.3", ls="-", marker="s", label="converged")],
-               loc="outside lower center")  # fmt: skip
+    fig.legend(handles=[Line2D([], [], color="0.3", ls="-", marker="s", label="converged")], loc="outside lower center")
     assert kinds(lint.lint_figure(fig)) == ["empty_legend_entry"]
     ax.lines[0].set_markevery([True, False, False])
     assert lint.lint_figure(fig) == []

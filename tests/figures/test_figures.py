@@ -38,8 +38,14 @@ def study(tmp_path: Path) -> SyntheticStudy:
 
 
 def common_args(study: SyntheticStudy) -> list[str]:
-    return ["--decomposition", *map(str, study.decomposition_files()), "--runs", *map(str, study.run_files()),
-            "--manifests", *map(str, study.manifest_files())]  # fmt: skip
+    return [
+        "--decomposition",
+        *map(str, study.decomposition_files()),
+        "--runs",
+        *map(str, study.run_files()),
+        "--manifests",
+        *map(str, study.manifest_files()),
+    ]
 
 
 def assert_figure(out: Path) -> None:
@@ -59,15 +65,32 @@ def test_hessian_figure(study: SyntheticStudy, tmp_path: Path) -> None:
     table, density = write_hessian(study, "force_field-transformer")
     table2, density2 = write_hessian(study, "flow_matching-transformer", kappa_ratio=3, with_stderr=False)
     out = tmp_path / "hessian_spectra.png"
-    args = ["--hessian", str(table), str(table2), "--density", str(density), str(density2),
-            "--runs", *map(str, study.run_files()), "--out", str(out)]  # fmt: skip
+    args = [
+        "--hessian",
+        str(table),
+        str(table2),
+        "--density",
+        str(density),
+        str(density2),
+        "--runs",
+        *map(str, study.run_files()),
+        "--out",
+        str(out),
+    ]
     assert hessian_spectra.main(args) == 0
     assert_figure(out)
 
 
 def test_efficiency_figure(study: SyntheticStudy, tmp_path: Path) -> None:
-    path = write_efficiency(study, {"force_field-transformer": 0.01, "force_field-painn": 0.2,
-                                    "flow_matching-transformer": 0.01, "flow_matching-egnn": 0.05})  # fmt: skip
+    path = write_efficiency(
+        study,
+        {
+            "force_field-transformer": 0.01,
+            "force_field-painn": 0.2,
+            "flow_matching-transformer": 0.01,
+            "flow_matching-egnn": 0.05,
+        },
+    )
     out = tmp_path / "efficiency.pdf"  # either suffix: both files are written
     assert efficiency.main(["--efficiency", str(path), *common_args(study), "--out", str(out)]) == 0
     assert_figure(out)
@@ -88,8 +111,10 @@ def test_core_hours_follow_steps_seconds_and_threads(study: SyntheticStudy) -> N
 
 @pytest.mark.parametrize("with_norm", [True, False])
 def test_gradient_figure(study: SyntheticStudy, tmp_path: Path, with_norm: bool) -> None:
-    paths = [write_gradients(study, "force_field-transformer", with_norm=with_norm),
-             write_gradients(study, "force_field-painn", with_norm=False)]  # fmt: skip
+    paths = [
+        write_gradients(study, "force_field-transformer", with_norm=with_norm),
+        write_gradients(study, "force_field-painn", with_norm=False),
+    ]
     out = tmp_path / "gradients.png"
     assert gradients.main(["--gradients", *map(str, paths), *common_args(study), "--out", str(out)]) == 0
     assert_figure(out)

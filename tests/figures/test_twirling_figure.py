@@ -13,8 +13,11 @@ from figures_testing import SyntheticStudy, default_runs, write_efficiency, writ
 from eqdyn.figures import lint, style, twirling, twirling_remedy
 from eqdyn.figures.tables import read_decomposition, read_runs
 
-PAIRS = {"flow_matching-transformer": "flow_matching-egnn", "force_field-transformer": "force_field-painn",
-         "voxel_denoising-unet3d": "voxel_denoising-octahedral_unet"}  # fmt: skip
+PAIRS = {
+    "flow_matching-transformer": "flow_matching-egnn",
+    "force_field-transformer": "force_field-painn",
+    "voxel_denoising-unet3d": "voxel_denoising-octahedral_unet",
+}
 
 
 @pytest.fixture
@@ -50,10 +53,12 @@ def add_check_rows(study: SyntheticStudy) -> list[Path]:
                     for k in (1, 2, 4, 8, 16)
                 ]
             )
-            table = pd.concat([table, predicted], ignore_index=True)  # fmt: skip
-        check = predicted.assign(quantity="twirled_loss_minus_predicted",
-                                 value=rng.normal(0, 1e-3, len(predicted)) * predicted["value"],
-                                 stderr=1e-3 * predicted["value"])  # fmt: skip
+            table = pd.concat([table, predicted], ignore_index=True)
+        check = predicted.assign(
+            quantity="twirled_loss_minus_predicted",
+            value=rng.normal(0, 1e-3, len(predicted)) * predicted["value"],
+            stderr=1e-3 * predicted["value"],
+        )
         path = study.results / "checked" / f"{run.name}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         pd.concat([table, check], ignore_index=True).to_csv(path, index=False)
@@ -79,7 +84,7 @@ def write_examples(study: SyntheticStudy, n: int = 50) -> list[Path]:
                 }
                 if name == augmented:
                     row |= {f"twirled_{k}": scale + 0.4 / k + difficulty + rng.normal(0, 0.02, n) for k in (1, 2, 4, 8)}
-                frames.append(pd.DataFrame(row))  # fmt: skip
+                frames.append(pd.DataFrame(row))
             path = study.results / "examples" / f"{name}_examples.csv.gz"
             path.parent.mkdir(parents=True, exist_ok=True)
             pd.concat(frames).to_csv(path, index=False)
@@ -98,15 +103,28 @@ def efficiency_table(study: SyntheticStudy) -> Path:
 
 
 def cli_args(study: SyntheticStudy, decomposition: list[Path]) -> list[str]:
-    return ["--decomposition", *map(str, decomposition), "--runs", *map(str, study.run_files()),
-            "--manifests", *map(str, study.manifest_files())]  # fmt: skip
+    return [
+        "--decomposition",
+        *map(str, decomposition),
+        "--runs",
+        *map(str, study.run_files()),
+        "--manifests",
+        *map(str, study.manifest_files()),
+    ]
 
 
 def test_remedy_and_code_check_figure_is_written_without_defects(study: SyntheticStudy, tmp_path: Path) -> None:
     decomposition = add_check_rows(study)
     out = tmp_path / "twirling.png"
-    args = [*cli_args(study, decomposition), "--efficiency", str(efficiency_table(study)),
-            "--examples", *map(str, write_examples(study)), "--out", str(out)]  # fmt: skip
+    args = [
+        *cli_args(study, decomposition),
+        "--efficiency",
+        str(efficiency_table(study)),
+        "--examples",
+        *map(str, write_examples(study)),
+        "--out",
+        str(out),
+    ]
     assert lint.lint_module("twirling", args) == []
     png, pdf = style.output_paths(out)
     assert png.stat().st_size > 5_000 and pdf.stat().st_size > 2_000

@@ -124,8 +124,11 @@ def _evaluation_batch(model: nn.Module, parameter_names: list[str] | None, hvp_m
 
 # a few parameters of the attention, the energy head and the force head: 8 + 8 + 3 + 1 = 20
 SMALL_PARAMETERS = [
-    "blocks.0.attention_norm.weight", "energy_head.0.weight", "force_direction.2.bias", "force_magnitude.3.bias",
-]  # fmt: skip
+    "blocks.0.attention_norm.weight",
+    "energy_head.0.weight",
+    "force_direction.2.bias",
+    "force_magnitude.3.bias",
+]
 
 
 @pytest.mark.parametrize("hvp_method", ["forward_over_reverse", "reverse_over_reverse"])

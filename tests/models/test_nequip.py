@@ -115,9 +115,11 @@ def test_float32_for_training_float64_after_double_with_nequips_dtype_markers_mo
     assert all(p.dtype == torch.float32 for p in model32.parameters())
     model64 = model32.double()
     markers = [
-        getattr(module, name) for module in model64.modules() for name in ("_output_dtype", "model_dtype")
+        getattr(module, name)
+        for module in model64.modules()
+        for name in ("_output_dtype", "model_dtype")
         if isinstance(getattr(module, name, None), torch.dtype)
-    ]  # fmt: skip
+    ]
     assert markers and set(markers) == {torch.float64}
     out64 = model64(*batch.inputs())
     assert out64["forces"].dtype == torch.float64
@@ -188,9 +190,13 @@ print(json.dumps({"ours": ours, "raw": raw}))
 
 def test_a_fresh_process_keeps_its_default_dtype_seed_and_environment_where_nequip_alone_would_not() -> None:
     result = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS], capture_output=True, text=True, check=True, timeout=120,
+        [sys.executable, "-c", _FRESH_PROCESS],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )  # fmt: skip
+    )
     measured = json.loads(result.stdout.strip().splitlines()[-1])
     assert measured["ours"] == {"dtype": "torch.float32", "rng_unchanged": True, "environment_unchanged": True}
     assert measured["raw"] == {"dtype": "torch.float64", "rng_unchanged": False, "environment_unchanged": False}

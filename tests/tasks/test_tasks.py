@@ -23,8 +23,11 @@ def test_point_cloud_losses_are_rotation_invariant() -> None:
         example = task.make_example(molecules, KeyedNoise(1))
         prediction = _random_like(example.target)
         before = task.loss(prediction, example.target, example.inputs)
-        after = task.loss(task.act_on_outputs(prediction, rotations), task.act_on_outputs(example.target, rotations),
-                          task.act_on_inputs(example.inputs, rotations))  # fmt: skip
+        after = task.loss(
+            task.act_on_outputs(prediction, rotations),
+            task.act_on_outputs(example.target, rotations),
+            task.act_on_inputs(example.inputs, rotations),
+        )
         assert torch.allclose(before, after, rtol=1e-12, atol=0), task.name
 
 
@@ -35,8 +38,11 @@ def test_voxel_loss_is_invariant_under_cube_rotations() -> None:
     prediction = _random_like(target)
     rotations = octahedral_group()[[2, 11, 20]]
     before = task.loss(prediction, target, inputs)
-    after = task.loss(task.act_on_outputs(prediction, rotations), task.act_on_outputs(target, rotations),
-                      task.act_on_inputs(inputs, rotations))  # fmt: skip
+    after = task.loss(
+        task.act_on_outputs(prediction, rotations),
+        task.act_on_outputs(target, rotations),
+        task.act_on_inputs(inputs, rotations),
+    )
     assert torch.allclose(before, after, rtol=1e-12, atol=0)
 
 
@@ -49,10 +55,15 @@ def test_keyed_noise_depends_on_seed_and_example_id_only() -> None:
     # a sub-batch in another order sees the same draws for the same examples
     order = torch.tensor([2, 0])
     sub = task.make_example(
-        type(molecules)(molecules.positions[order], molecules.atomic_numbers[order], molecules.mask[order],
-                        molecules.bond_orders[order], molecules.example_id[order]),
+        type(molecules)(
+            molecules.positions[order],
+            molecules.atomic_numbers[order],
+            molecules.mask[order],
+            molecules.bond_orders[order],
+            molecules.example_id[order],
+        ),
         KeyedNoise(9),
-    )  # fmt: skip
+    )
     assert torch.equal(sub.inputs["t"], first.inputs["t"][order])
     assert torch.equal(sub.target["velocity"], first.target["velocity"][order])
     other = task.make_example(molecules, KeyedNoise(10))
@@ -85,8 +96,13 @@ def test_flow_matching_example_interpolates_centred_prior_and_conformer() -> Non
 def test_voxel_example_is_clean_density_plus_noise_of_the_stated_sigma() -> None:
     task = VoxelDenoisingTask(elements=(1, 6, 7, 8, 9), grid_size=16, resolution=0.5, noise_sigma=0.9)
     molecules = random_molecules(3, seed=8)
-    molecules = type(molecules)(molecules.positions * 0.5, molecules.atomic_numbers.clamp(max=9) * 0 + 6,
-                                molecules.mask, molecules.bond_orders, molecules.example_id)  # fmt: skip
+    molecules = type(molecules)(
+        molecules.positions * 0.5,
+        molecules.atomic_numbers.clamp(max=9) * 0 + 6,
+        molecules.mask,
+        molecules.bond_orders,
+        molecules.example_id,
+    )
     example = task.make_example(molecules, KeyedNoise(3))
     clean, noisy = example.target["grid"], example.inputs["grid"]
     assert clean.shape == (3, 5, 16, 16, 16)

@@ -47,10 +47,23 @@ def train_with_torchrun(run: dict, train: Path, root: Path, processes: int) -> P
     out = root / run["name"]
     env = {**os.environ, "PYTHONPATH": str(Path(eqdyn.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-        "-m", "--", "eqdyn.training.train", "--run", str(run_path), "--train", str(train), "--out", str(out),
-        "--state", str(root / "state" / run["name"]),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "--",
+        "eqdyn.training.train",
+        "--run",
+        str(run_path),
+        "--train",
+        str(train),
+        "--out",
+        str(out),
+        "--state",
+        str(root / "state" / run["name"]),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return out

@@ -28,10 +28,22 @@ def diverged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         patch.setattr(Trainer, "training_loss", lambda self: torch.tensor(float("nan"), requires_grad=True))
         assert run_training(root / "run.json", train, root / "out", root / "state")
     (root / "task.json").write_text(json.dumps(run["task_settings"]))
-    evaluation_rotations.main([
-        "--task", "flow_matching", "--task-settings", str(root / "task.json"), "--split", str(split),
-        "--num-rotations", "4", "--seed", "3", "--out", str(root / "rot.npz"),
-    ])  # fmt: skip
+    evaluation_rotations.main(
+        [
+            "--task",
+            "flow_matching",
+            "--task-settings",
+            str(root / "task.json"),
+            "--split",
+            str(split),
+            "--num-rotations",
+            "4",
+            "--seed",
+            "3",
+            "--out",
+            str(root / "rot.npz"),
+        ]
+    )
     return {"root": root, "split": split, "manifest": root / "out" / "manifest.json"}
 
 
@@ -49,8 +61,11 @@ def test_run_table_reads_the_status_and_old_manifests_as_finished(diverged: dict
     (info,) = runs.values()
     assert info.status == "diverged" and not info.finished and info.diverged_at_step == 1
     assert info.status_reason.startswith("training loss is nan at step 1 (the checkpoint of step 0")
-    old = {key: value for key, value in json.loads(diverged["manifest"].read_text()).items()
-           if key not in ("status", "status_reason", "diverged_at_step")}  # fmt: skip
+    old = {
+        key: value
+        for key, value in json.loads(diverged["manifest"].read_text()).items()
+        if key not in ("status", "status_reason", "diverged_at_step")
+    }
     (tmp_path / "manifest.json").write_text(json.dumps(old))
     (info,) = read_runs([root / "run.json"], [tmp_path / "manifest.json"]).values()
     assert info.status == "finished" and info.finished and info.status_reason is None
@@ -59,10 +74,22 @@ def test_run_table_reads_the_status_and_old_manifests_as_finished(diverged: dict
 @pytest.mark.parametrize("analysis", [checkpoint_decomposition, gradients])
 def test_analyses_write_a_header_only_table_for_a_run_without_checkpoints(diverged: dict[str, Path], analysis) -> None:
     root, out = diverged["root"], diverged["root"] / f"{analysis.__name__}.csv"
-    code = analysis.main([
-        "--run", str(root / "run.json"), "--manifest", str(diverged["manifest"]), "--device", "cpu",
-        "--split", str(diverged["split"]), "--rotations", str(root / "rot.npz"), "--out", str(out),
-    ])  # fmt: skip
+    code = analysis.main(
+        [
+            "--run",
+            str(root / "run.json"),
+            "--manifest",
+            str(diverged["manifest"]),
+            "--device",
+            "cpu",
+            "--split",
+            str(diverged["split"]),
+            "--rotations",
+            str(root / "rot.npz"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     with open(out) as handle:
         reader = csv.DictReader(handle)

@@ -82,7 +82,10 @@ def test_every_optimizer_name_builds_its_optimizer(config: dict[str, Any]) -> No
         for name in OPTIMIZER_NAMES
     }
     assert {name: type(optimizer) for name, optimizer in built.items()} == {
-        "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}  # fmt: skip
+        "adam": torch.optim.Adam,
+        "adamw": torch.optim.AdamW,
+        "sgd": torch.optim.SGD,
+    }
     assert built["sgd"].defaults["momentum"] == 0.5 and built["adam"].defaults["lr"] == settings.learning_rate
 
 
@@ -236,6 +239,8 @@ def test_a_run_may_set_its_own_learning_rate_which_its_sweeps_inherit(config: di
     runs = resolve_runs(tuned)
     assert runs["flow_matching-transformer"].training.learning_rate == 3e-4
     # the optimizer sweep of that run uses the default rate of the optimizer it did not override
-    assert runs["flow_matching-transformer--optimizer-sgd"].training.learning_rate == config["training"][
-        "learning_rates"]["sgd"]  # fmt: skip
+    assert (
+        runs["flow_matching-transformer--optimizer-sgd"].training.learning_rate
+        == config["training"]["learning_rates"]["sgd"]
+    )
     assert runs["force_field-transformer"].training.learning_rate == config["training"]["learning_rates"]["adam"]

@@ -35,18 +35,37 @@ TASK_SETTINGS = {
 
 def make_run(task: str, family: str, steps: int = 40, **training: object) -> dict:
     settings = {
-        "steps": steps, "batch_size": 8, "optimizer": "adam", "learning_rate": 3e-3, "weight_decay": 0.0,
-        "momentum": 0.9, "schedule": "constant", "warmup_steps": 0, "grad_clip": 10.0, "ema_decay": None,
-        "augment": True, "num_train_molecules": None, "precision": "fp32", "device": "cpu", "threads": 1,
-        "log_every": 10, "state_every": 10, "seed": 0,
-    }  # fmt: skip
+        "steps": steps,
+        "batch_size": 8,
+        "optimizer": "adam",
+        "learning_rate": 3e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "grad_clip": 10.0,
+        "ema_decay": None,
+        "augment": True,
+        "num_train_molecules": None,
+        "precision": "fp32",
+        "device": "cpu",
+        "threads": 1,
+        "log_every": 10,
+        "state_every": 10,
+        "seed": 0,
+    }
     settings.update(training)
     overrides = {"channels": 2} if task == "voxel_denoising" else {}
     return {
-        "name": f"{task}-{family}", "base_run": f"{task}-{family}", "sweep": None, "task": task,
-        "task_settings": TASK_SETTINGS[task], "model": {"family": family, "size": "xs", "overrides": overrides},
-        "training": settings, "checkpoint_steps": checkpoint_steps(steps, 3),
-    }  # fmt: skip
+        "name": f"{task}-{family}",
+        "base_run": f"{task}-{family}",
+        "sweep": None,
+        "task": task,
+        "task_settings": TASK_SETTINGS[task],
+        "model": {"family": family, "size": "xs", "overrides": overrides},
+        "training": settings,
+        "checkpoint_steps": checkpoint_steps(steps, 3),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +115,10 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path, train_npz:
     b = torch.load(tmp_path / "split" / "out" / final)["weights"]
     assert all(torch.equal(a[name], b[name]) for name in a)
     assert [c["sha256"] for c in whole["checkpoints"]] == [c["sha256"] for c in split["checkpoints"]]
-    losses = [[row["train_loss"] for row in csv.DictReader(open(p / "out" / "metrics.csv"))] for p in
-              (tmp_path / "whole", tmp_path / "split")]  # fmt: skip
+    losses = [
+        [row["train_loss"] for row in csv.DictReader(open(p / "out" / "metrics.csv"))]
+        for p in (tmp_path / "whole", tmp_path / "split")
+    ]
     assert losses[0] == losses[1]
 
 
@@ -156,7 +177,10 @@ def test_non_finite_weights_are_not_checkpointed(tmp_path: Path, train_npz: Path
     assert "weights are not finite after step 4" in manifest["status_reason"]
     assert [entry["step"] for entry in manifest["checkpoints"]] == [0, 1, 2]
     assert sorted(path.name for path in (tmp_path / "out" / "checkpoints").iterdir()) == [
-        "step_0000000.pt", "step_0000001.pt", "step_0000002.pt"]  # fmt: skip
+        "step_0000000.pt",
+        "step_0000001.pt",
+        "step_0000002.pt",
+    ]
 
 
 def test_other_errors_fail_the_job_and_keep_the_state(tmp_path: Path, train_npz: Path, monkeypatch, caplog) -> None:

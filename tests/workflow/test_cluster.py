@@ -70,9 +70,12 @@ def test_gpu_study_plans_every_run_and_bundle(tmp_path: Path) -> None:
     groups = [f"results/gpu/export/{g}" for g in ("flow_matching", "force_field", "voxel_denoising", "benchmarks")]
     run = subprocess.run(
         [snakemake_executable(), "--cores", "2", "--configfile", "config/gpu.yaml", "--dry-run", *groups],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "PYTHONPATH": str(workdir / "src")},
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     stats = run.stdout.split("Job stats:")[1].split("\n\n")[0]
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
@@ -86,10 +89,21 @@ def test_gpu_group_script_on_cpu_with_a_scaled_down_config(tmp_path: Path) -> No
     workdir = copy_workflow(tmp_path / "work")
     override = Path(__file__).with_name("gpu_scaled_down.yaml")
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "GPU_CONFIGS": f"config/gpu.yaml {override}", "GPU_SLOTS": "2",
-           "PATH": f"{Path(snakemake_executable()).parent}:{os.environ['PATH']}"}  # fmt: skip
-    run = subprocess.run(["bash", "workflow/scripts/gpu_group.sh", "flow_matching"], cwd=workdir, env=env,
-                         capture_output=True, text=True, timeout=1200)  # fmt: skip
+    env = {
+        **os.environ,
+        "OUT": str(out),
+        "GPU_CONFIGS": f"config/gpu.yaml {override}",
+        "GPU_SLOTS": "2",
+        "PATH": f"{Path(snakemake_executable()).parent}:{os.environ['PATH']}",
+    }
+    run = subprocess.run(
+        ["bash", "workflow/scripts/gpu_group.sh", "flow_matching"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     bundle = out / "flow_matching" / "bundle"
     index = json.loads((bundle / "index.json").read_text())
@@ -106,7 +120,11 @@ def test_gpu_group_script_on_cpu_with_a_scaled_down_config(tmp_path: Path) -> No
     tables = [f"results/gpu/{path}" for path in sorted(paths) if path.startswith("analysis/") and path.endswith(".csv")]
     plan = subprocess.run(
         [snakemake_executable(), "--cores", "1", "--configfile", "config/gpu.yaml", str(override), "-n", *tables],
-        cwd=here, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(here / "src")},
-    )  # fmt: skip
+        cwd=here,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(here / "src")},
+    )
     assert plan.returncode == 0, plan.stderr[-3000:]
     assert "Nothing to be done" in plan.stdout + plan.stderr

@@ -66,8 +66,15 @@ def test_every_run_trains_checkpoints_and_is_decomposed(finished_workflow: Path)
 @pytest.mark.slow
 def test_test_study_draws_every_figure_and_its_claims(finished_workflow: Path) -> None:
     figures = finished_workflow / "figures" / "test"
-    for name in ("equiv_percent", "loss_decomposition", "robustness", "twirling", "hessian_spectra", "efficiency",
-                 "gradients"):  # fmt: skip
+    for name in (
+        "equiv_percent",
+        "loss_decomposition",
+        "robustness",
+        "twirling",
+        "hessian_spectra",
+        "efficiency",
+        "gradients",
+    ):
         for suffix in ("png", "pdf"):
             assert (figures / f"{name}.{suffix}").stat().st_size > 2_000, name
     assert not list((finished_workflow / "figures").glob("*.png")), "the test study must not write default figures"

@@ -99,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="tidy CSV")
     parser.add_argument("--examples-out", type=Path, default=None, help="per-example losses (.csv.gz)")
     parser.add_argument(
-        "--evaluations-per-batch", type=int, default=512,
+        "--evaluations-per-batch",
+        type=int,
+        default=512,
         help="model evaluations (examples x rotations) per forward pass; a speed setting only",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run, _, task, device = open_run(args)
@@ -115,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         rows += step_rows
         examples.append(example_rows(run.name, entry.step, decomposition))
         headline = decomposition.parts[-1]  # "all" when there are several parts, else the only one
-        percent = next(r for r in step_rows if r["quantity"] == "equiv_percent" and r["part"] == headline
-                       and r["t_bin"] == "all")  # fmt: skip
+        percent = next(
+            r for r in step_rows if r["quantity"] == "equiv_percent" and r["part"] == headline and r["t_bin"] == "all"
+        )
         logger.info("step %d: L_equiv = %.3g +- %.2g %% of L_total", entry.step, percent["value"], percent["stderr"])
     write_csv(args.out, rows, COLUMNS)
     if args.examples_out is not None:

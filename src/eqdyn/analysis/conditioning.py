@@ -114,10 +114,12 @@ def hessian_conditioning(
     used (``lanczos_steps``, default ``max(2 top_k, top_k + 20)``, for the eigenvalues; ``trace_probes`` for the
     trace, ``probe_batch`` of them per vmapped product)."""
     operator = losses.operator(loss)
-    top = top_eigenvalues(operator, losses.dim, min(top_k, losses.dim), lanczos_steps, seed, losses.dtype,
-                          losses.device)  # fmt: skip
-    trace = hutchinson_trace(operator, losses.dim, trace_probes, seed, dtype=losses.dtype, device=losses.device,
-                             probe_batch=probe_batch)  # fmt: skip
+    top = top_eigenvalues(
+        operator, losses.dim, min(top_k, losses.dim), lanczos_steps, seed, losses.dtype, losses.device
+    )
+    trace = hutchinson_trace(
+        operator, losses.dim, trace_probes, seed, dtype=losses.dtype, device=losses.device, probe_batch=probe_batch
+    )
     rows = conditioning_rows(top.values, losses.value(loss), losses.dim, trace, ranks)
     # ||H y - theta y|| of the Ritz pairs behind lambda_1 and each lambda_k: a kappa_k is only as good as these
     for rank in (1, *ranks):

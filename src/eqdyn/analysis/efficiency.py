@@ -31,9 +31,21 @@ from eqdyn.training.train import Trainer, device_name, select_device
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("run", "task", "model", "size", "equivariance", "parameters", "batch_size", "seconds_per_step",
-           "seconds_per_step_stderr", "threads", "device", "forward_seconds_per_example",
-           "forward_seconds_per_example_stderr")  # fmt: skip
+COLUMNS = (
+    "run",
+    "task",
+    "model",
+    "size",
+    "equivariance",
+    "parameters",
+    "batch_size",
+    "seconds_per_step",
+    "seconds_per_step_stderr",
+    "threads",
+    "device",
+    "forward_seconds_per_example",
+    "forward_seconds_per_example_stderr",
+)
 
 
 def seconds_per_step(trainer: Trainer, warmup: int, steps: int) -> tuple[float, float]:
@@ -102,16 +114,30 @@ def main(argv: list[str] | None = None) -> int:
             trainer = Trainer(run, args.datasets / run["task"] / "train.npz", Path(state_dir), device)
             median, stderr = seconds_per_step(trainer, args.warmup, args.steps)
             forward, forward_stderr = forward_seconds_per_example(trainer, args.warmup, args.steps)
-        rows.append({
-            "run": run["name"], "task": run["task"], "model": run["model"]["family"], "size": run["model"]["size"],
-            "equivariance": getattr(trainer.model, "equivariance", "unknown"),
-            "parameters": count_parameters(trainer.model), "batch_size": run["training"]["batch_size"],
-            "seconds_per_step": median, "seconds_per_step_stderr": stderr, "threads": threads,
-            "device": device_name(device), "forward_seconds_per_example": forward,
-            "forward_seconds_per_example_stderr": forward_stderr,
-        })  # fmt: skip
-        logger.info("%-55s %8.1f ms/step (+- %.1f), %.3g ms/example forward", run["name"], 1e3 * median,
-                    1e3 * stderr, 1e3 * forward)  # fmt: skip
+        rows.append(
+            {
+                "run": run["name"],
+                "task": run["task"],
+                "model": run["model"]["family"],
+                "size": run["model"]["size"],
+                "equivariance": getattr(trainer.model, "equivariance", "unknown"),
+                "parameters": count_parameters(trainer.model),
+                "batch_size": run["training"]["batch_size"],
+                "seconds_per_step": median,
+                "seconds_per_step_stderr": stderr,
+                "threads": threads,
+                "device": device_name(device),
+                "forward_seconds_per_example": forward,
+                "forward_seconds_per_example_stderr": forward_stderr,
+            }
+        )
+        logger.info(
+            "%-55s %8.1f ms/step (+- %.1f), %.3g ms/example forward",
+            run["name"],
+            1e3 * median,
+            1e3 * stderr,
+            1e3 * forward,
+        )
     write_csv(args.out, rows, COLUMNS)
     return 0
 

@@ -43,8 +43,9 @@ def gradient_rows(losses: FixedBatchLosses) -> dict[str, float]:
     with torch.no_grad():
         predictions = losses.predictions()
         example = losses.example
-        result = decompose_predictions(losses.task, predictions, example.target, example.inputs, losses.enumerated,
-                                       example.example_id)  # fmt: skip
+        result = decompose_predictions(
+            losses.task, predictions, example.target, example.inputs, losses.enumerated, example.example_id
+        )
     equiv = float(result.quantity("equiv").mean())
     return {
         "grad_norm_mean": norm_mean,
@@ -81,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         perp = nonequivariant_sq_norm(model)
         if perp is not None:
             values["nonequivariant_parameter_sq_norm"] = perp
-        rows += [{"run": run.name, "step": entry.step, "quantity": q, "value": v, "stderr": ""}
-                 for q, v in values.items()]  # fmt: skip
-        logger.info("step %d: grad share of L_equiv %.3g, cosine %.3g", entry.step, values["grad_share_equiv"],
-                    values["grad_cosine"])  # fmt: skip
+        rows += [
+            {"run": run.name, "step": entry.step, "quantity": q, "value": v, "stderr": ""} for q, v in values.items()
+        ]
+        logger.info(
+            "step %d: grad share of L_equiv %.3g, cosine %.3g",
+            entry.step,
+            values["grad_share_equiv"],
+            values["grad_cosine"],
+        )
     write_csv(args.out, rows, COLUMNS)
     return 0
 

@@ -97,8 +97,9 @@ def fixed_batch(
     if len(rows) < batch_size:
         rows = np.concatenate([rows, order[: batch_size - len(rows)]])
     molecules = dataset.batch(rows).to(dtype=torch.float32)
-    evaluation = make_evaluation_rotations(task, molecules.example_id.numpy(), seed + 1000 * (repeat + 1),
-                                           num_rotations)  # fmt: skip
+    evaluation = make_evaluation_rotations(
+        task, molecules.example_id.numpy(), seed + 1000 * (repeat + 1), num_rotations
+    )
     example, rotations = make_evaluation_example(task, molecules, evaluation, seed + repeat)
     return example, rotations.to(torch.float32), evaluation.enumerated
 
@@ -107,12 +108,19 @@ def analyse(losses: FixedBatchLosses, loss: str, settings: dict[str, Any], seed:
     """One loss on one repeat's batch: the rows of the module docstring (no run/step/loss/repeat yet) and its SLQ."""
     operator = losses.operator(loss)
     k = min(settings["top_k"], losses.dim, settings["lanczos_steps"])
-    checked = checked_eigenvalues(operator, losses.dim, k, settings["lanczos_steps"], seed, losses.dtype,
-                                  losses.device)  # fmt: skip
-    trace = hutchinson_trace(operator, losses.dim, settings["trace_probes"], seed, dtype=losses.dtype,
-                             device=losses.device)  # fmt: skip
-    quadrature = stochastic_lanczos_quadrature(operator, losses.dim, settings["slq_probes"], settings["slq_steps"],
-                                               seed, dtype=losses.dtype, device=losses.device)  # fmt: skip
+    checked = checked_eigenvalues(operator, losses.dim, k, settings["lanczos_steps"], seed, losses.dtype, losses.device)
+    trace = hutchinson_trace(
+        operator, losses.dim, settings["trace_probes"], seed, dtype=losses.dtype, device=losses.device
+    )
+    quadrature = stochastic_lanczos_quadrature(
+        operator,
+        losses.dim,
+        settings["slq_probes"],
+        settings["slq_steps"],
+        seed,
+        dtype=losses.dtype,
+        device=losses.device,
+    )
     rows = checked_conditioning_rows(checked, losses.value(loss), losses.dim, trace)
     scale = float(quadrature.nodes.abs().max())
     negative = quadrature.probe_mass_below(-NEGATIVE_NODE_TOLERANCE * scale)
@@ -148,29 +156,58 @@ def aggregate(per_repeat: list[list[dict]], run: str, step: int, loss: str) -> l
         for row in rows:
             index = row.get("index", "")
             grouped.setdefault((row["quantity"], index), []).append(float(row["value"]))
-            out.append({"run": run, "step": step, "loss": loss, "quantity": row["quantity"], "index": index,
-                        "repeat": repeat, "value": float(row["value"]), "stderr": "", "repeats": "", "ci_low": "",
-                        "ci_high": ""})  # fmt: skip
+            out.append(
+                {
+                    "run": run,
+                    "step": step,
+                    "loss": loss,
+                    "quantity": row["quantity"],
+                    "index": index,
+                    "repeat": repeat,
+                    "value": float(row["value"]),
+                    "stderr": "",
+                    "repeats": "",
+                    "ci_low": "",
+                    "ci_high": "",
+                }
+            )
     for (quantity, index), values in grouped.items():
         array = np.array(values)
         mean, stderr, low, high = t_interval(array)
         flag = quantity.endswith("_converged")
-        out.append({"run": run, "step": step, "loss": loss, "quantity": quantity, "index": index, "repeat": "",
-                    "value": mean, "stderr": _blank(stderr), "repeats": int(np.isfinite(array).sum()),
-                    "ci_low": "" if flag else _blank(low), "ci_high": "" if flag else _blank(high)})  # fmt: skip
+        out.append(
+            {
+                "run": run,
+                "step": step,
+                "loss": loss,
+                "quantity": quantity,
+                "index": index,
+                "repeat": "",
+                "value": mean,
+                "stderr": _blank(stderr),
+                "repeats": int(np.isfinite(array).sum()),
+                "ci_low": "" if flag else _blank(low),
+                "ci_high": "" if flag else _blank(high),
+            }
+        )
     return out
 
 
 def analyse_checkpoint(
-    task: Task, model: torch.nn.Module, dataset: MoleculeDataset, settings: dict[str, Any], batch_size: int,
-    num_rotations: int, run: str, step: int,
-) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    task: Task,
+    model: torch.nn.Module,
+    dataset: MoleculeDataset,
+    settings: dict[str, Any],
+    batch_size: int,
+    num_rotations: int,
+    run: str,
+    step: int,
+) -> tuple[list[dict], list[dict]]:
     rows, density_rows = [], []
     per_loss: dict[str, list[list[dict]]] = {loss: [] for loss in LOSSES}
     quadratures: dict[str, list[Any]] = {loss: [] for loss in LOSSES}
     for repeat in range(settings["repeats"]):
-        example, rotations, enumerated = fixed_batch(task, dataset, repeat, batch_size, num_rotations,
-                                                     settings["seed"])  # fmt: skip
+        example, rotations, enumerated = fixed_batch(task, dataset, repeat, batch_size, num_rotations, settings["seed"])
         device = next(model.parameters()).device
         losses = FixedBatchLosses(task, model, example.to(device), rotations.to(device), enumerated)
         for loss in LOSSES:
@@ -184,8 +221,10 @@ def analyse_checkpoint(
         span = max(high - low, 1e-12)
         grid = torch.linspace(low - 0.05 * span, high + 0.05 * span, DENSITY_GRID_POINTS, dtype=torch.float64)
         density = torch.stack([broadened_density(q, grid, sigma=span / 100) for q in quadratures[loss]]).mean(0)
-        density_rows += [{"run": run, "step": step, "loss": loss, "eigenvalue": float(x), "density": float(d)}
-                         for x, d in zip(grid, density, strict=True)]  # fmt: skip
+        density_rows += [
+            {"run": run, "step": step, "loss": loss, "eigenvalue": float(x), "density": float(d)}
+            for x, d in zip(grid, density, strict=True)
+        ]
     return rows, density_rows
 
 
@@ -211,22 +250,29 @@ def main(argv: list[str] | None = None) -> int:
     rows, density_rows, stability_rows = [], [], []
     for step in steps if args.out is not None else []:
         model = load_checkpoint(run, args.manifest.parent / files[step], device)
-        step_rows, step_density = analyse_checkpoint(task, model, dataset, settings, settings["num_examples"],
-                                                     settings["num_rotations"], run.name, step)  # fmt: skip
+        step_rows, step_density = analyse_checkpoint(
+            task, model, dataset, settings, settings["num_examples"], settings["num_rotations"], run.name, step
+        )
         rows += step_rows
         density_rows += step_density
         summary = {(r["loss"], r["quantity"]): r["value"] for r in step_rows if r["repeat"] == ""}
         for loss in LOSSES:
-            LOGGER.info("step %d, L_%s: kappa_10 %.4g (converged in %.0f%% of repeats), lambda_max %.4g, "
-                        "lambda_min %.4g", step, loss, summary.get((loss, "kappa_10"), float("nan")),
-                        100 * summary.get((loss, "kappa_10_converged"), float("nan")),
-                        summary.get((loss, "lambda_max"), float("nan")),
-                        summary.get((loss, "lambda_min"), float("nan")))  # fmt: skip
+            LOGGER.info(
+                "step %d, L_%s: kappa_10 %.4g (converged in %.0f%% of repeats), lambda_max %.4g, lambda_min %.4g",
+                step,
+                loss,
+                summary.get((loss, "kappa_10"), float("nan")),
+                100 * summary.get((loss, "kappa_10_converged"), float("nan")),
+                summary.get((loss, "lambda_max"), float("nan")),
+                summary.get((loss, "lambda_min"), float("nan")),
+            )
     if args.stability_out is not None and steps:
         step = steps[-1]
         model = load_checkpoint(run, args.manifest.parent / files[step], device)
-        for batch, rotations in ((settings["num_examples"], settings["num_rotations"]),
-                                 (2 * settings["num_examples"], 2 * settings["num_rotations"])):  # fmt: skip
+        for batch, rotations in (
+            (settings["num_examples"], settings["num_rotations"]),
+            (2 * settings["num_examples"], 2 * settings["num_rotations"]),
+        ):
             design_rows, _ = analyse_checkpoint(task, model, dataset, settings, batch, rotations, run.name, step)
             stability_rows += [{**r, "batch": batch, "rotations": rotations} for r in design_rows]
     if args.stability_out is not None:

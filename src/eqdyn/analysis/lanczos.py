@@ -116,8 +116,13 @@ def lanczos(
     orthogonal complement, so repeated eigenvalues are found with their multiplicity (right for top-k).
     """
     block_restart = None if restart is None else (lambda row, index: restart(index))
-    (result,) = lanczos_block(lambda block: matvec(block[0]).reshape(1, -1), start.reshape(1, -1), num_steps,
-                              restart=block_restart, basis_device=basis_device)  # fmt: skip
+    (result,) = lanczos_block(
+        lambda block: matvec(block[0]).reshape(1, -1),
+        start.reshape(1, -1),
+        num_steps,
+        restart=block_restart,
+        basis_device=basis_device,
+    )
     return result
 
 
@@ -244,15 +249,28 @@ def top_eigenvalues(
 
 
 def _lanczos_extremes(
-    matvec: MatVec, dim: int, num_steps: int, seed: int, stream: int, first_restart: int, dtype: torch.dtype,
-    device: torch.device | str, basis_device: torch.device | str | None,
-) -> tuple[Tensor, Tensor, int]:  # fmt: skip
+    matvec: MatVec,
+    dim: int,
+    num_steps: int,
+    seed: int,
+    stream: int,
+    first_restart: int,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    basis_device: torch.device | str | None,
+) -> tuple[Tensor, Tensor, int]:
     """All Ritz values (descending) of one restarted Lanczos run and their residual norms."""
     start = probe_vector(dim, seed, stream, 0, dtype=dtype, device=device)
 
     def restart(index: int) -> Tensor:
-        return probe_vector(dim, seed, stream if stream != STREAM_LANCZOS_START else STREAM_LANCZOS_RESTART,
-                            first_restart + index, dtype=dtype, device=device)  # fmt: skip
+        return probe_vector(
+            dim,
+            seed,
+            stream if stream != STREAM_LANCZOS_START else STREAM_LANCZOS_RESTART,
+            first_restart + index,
+            dtype=dtype,
+            device=device,
+        )
 
     result = lanczos(matvec, start, num_steps, restart=restart, basis_device=basis_device)
     values, vectors = result.ritz()
@@ -291,8 +309,14 @@ class CheckedEigenvalues:
 
     @property
     def smallest_converged(self) -> bool:
-        return bool(self.passes(*(torch.tensor([x], dtype=torch.float64) for x in (self.smallest,
-                    self.smallest_residual, self.smallest_check))))  # fmt: skip
+        return bool(
+            self.passes(
+                *(
+                    torch.tensor([x], dtype=torch.float64)
+                    for x in (self.smallest, self.smallest_residual, self.smallest_check)
+                )
+            )
+        )
 
     def kappa_converged(self, k: int) -> bool:
         return k <= len(self.values) and bool(self.converged[:k].all())
@@ -313,14 +337,21 @@ def checked_eigenvalues(
     from an independent start vector: ``3 num_steps`` products in all."""
     if not 1 <= k <= min(dim, num_steps):
         raise ValueError(f"need 1 <= k <= min(dim, num_steps) = {min(dim, num_steps)}, got k = {k}")
-    values, residuals, primary = _lanczos_extremes(matvec, dim, num_steps, seed, STREAM_LANCZOS_START, 0, dtype,
-                                                   device, basis_device)  # fmt: skip
-    check, _, secondary = _lanczos_extremes(matvec, dim, min(dim, 2 * num_steps), seed, STREAM_LANCZOS_CHECK, 1,
-                                            dtype, device, basis_device)  # fmt: skip
+    values, residuals, primary = _lanczos_extremes(
+        matvec, dim, num_steps, seed, STREAM_LANCZOS_START, 0, dtype, device, basis_device
+    )
+    check, _, secondary = _lanczos_extremes(
+        matvec, dim, min(dim, 2 * num_steps), seed, STREAM_LANCZOS_CHECK, 1, dtype, device, basis_device
+    )
     return CheckedEigenvalues(
-        values=values[:k], residuals=residuals[:k], check_values=check[:k], smallest=float(values[-1]),
-        smallest_residual=float(residuals[-1]), smallest_check=float(check[-1]), num_matvecs=primary + secondary,
-    )  # fmt: skip
+        values=values[:k],
+        residuals=residuals[:k],
+        check_values=check[:k],
+        smallest=float(values[-1]),
+        smallest_residual=float(residuals[-1]),
+        smallest_check=float(check[-1]),
+        num_matvecs=primary + secondary,
+    )
 
 
 @dataclass(frozen=True)
@@ -392,8 +423,9 @@ def stochastic_lanczos_quadrature(
     num_matvecs = 0
     for chunk in range(0, num_probes, probe_batch):
         rows = range(chunk, min(chunk + probe_batch, num_probes))
-        probes = torch.stack([probe_vector(dim, seed, STREAM_SLQ, first_probe + row, distribution, dtype, device)
-                              for row in rows])  # fmt: skip
+        probes = torch.stack(
+            [probe_vector(dim, seed, STREAM_SLQ, first_probe + row, distribution, dtype, device) for row in rows]
+        )
         for row, result in zip(rows, lanczos_block(apply, probes, width, basis_device=basis_device), strict=True):
             values, vectors = result.ritz()
             nodes[row, : result.num_steps] = values
@@ -437,8 +469,9 @@ def hutchinson_trace(
     samples = torch.empty(num_probes, dtype=torch.float64)
     for chunk in range(0, num_probes, probe_batch):
         rows = range(chunk, min(chunk + probe_batch, num_probes))
-        probes = torch.stack([probe_vector(dim, seed, STREAM_HUTCHINSON, first_probe + row, distribution, dtype,
-                                           device) for row in rows])  # fmt: skip
+        probes = torch.stack(
+            [probe_vector(dim, seed, STREAM_HUTCHINSON, first_probe + row, distribution, dtype, device) for row in rows]
+        )
         products = matvec(probes) if probe_batch > 1 else matvec(probes[0]).reshape(1, -1)
         samples[chunk : chunk + len(rows)] = (probes * products).sum(dim=1).to(torch.float64).cpu()
     stderr = float(samples.std() / math.sqrt(num_probes)) if num_probes > 1 else float("nan")

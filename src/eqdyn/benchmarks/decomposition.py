@@ -51,8 +51,9 @@ def median_seconds(function: Callable[[], object], repeats: int, device: torch.d
     return statistics.median(times)
 
 
-def measure(task: Task, model: torch.nn.Module, molecules: MoleculeBatch, num_rotations: int, repeats: int,
-            device: torch.device) -> tuple[float, float]:  # fmt: skip
+def measure(
+    task: Task, model: torch.nn.Module, molecules: MoleculeBatch, num_rotations: int, repeats: int, device: torch.device
+) -> tuple[float, float]:
     example = task.make_example(molecules, KeyedNoise(0))
     batch = len(molecules)
     if task.evaluation_design == "haar":
@@ -125,11 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'task':<16} {'model':<16} {'K forwards ms':>14} {'decomposition ms':>17} {'ratio':>6}")
     for task_name, family, size, overrides in CASES:
         plain, decomposition = measure_case(
-            task_name, family, size, overrides, device=device, batch=args.batch, atoms=args.atoms,
-            rotations=args.rotations, repeats=args.repeats, grid_size=args.grid_size,
-        )  # fmt: skip
-        print(f"{task_name:<16} {family:<16} {1e3 * plain:>14.1f} {1e3 * decomposition:>17.1f} "
-              f"{decomposition / plain:>6.2f}")  # fmt: skip
+            task_name,
+            family,
+            size,
+            overrides,
+            device=device,
+            batch=args.batch,
+            atoms=args.atoms,
+            rotations=args.rotations,
+            repeats=args.repeats,
+            grid_size=args.grid_size,
+        )
+        print(
+            f"{task_name:<16} {family:<16} {1e3 * plain:>14.1f} {1e3 * decomposition:>17.1f} "
+            f"{decomposition / plain:>6.2f}"
+        )
     return 0
 
 

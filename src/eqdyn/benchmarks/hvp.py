@@ -32,8 +32,9 @@ ANALYSED_MODELS = (
 )
 
 
-def fixed_batch_losses(task_name: str, family: str, args: argparse.Namespace, device: torch.device,
-                       dtype: torch.dtype) -> FixedBatchLosses:  # fmt: skip
+def fixed_batch_losses(
+    task_name: str, family: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> FixedBatchLosses:
     voxel = task_name == "voxel_denoising"
     task = build_task(task_name, **({"grid_size": args.grid_size, "resolution": 0.5} if voxel else {}))
     torch.manual_seed(0)
@@ -89,8 +90,9 @@ class HvpRow:
         return None if self.reverse_over_reverse_ms is None else self.reverse_over_reverse_ms / self.gradient_ms
 
 
-def measure_hvp(task_name: str, family: str, args: argparse.Namespace, device: torch.device,
-                dtype: torch.dtype) -> HvpRow:  # fmt: skip
+def measure_hvp(
+    task_name: str, family: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype
+) -> HvpRow:
     """Times one gradient and one HVP by each path; ``args`` carries batch, atoms, rotations, grid_size, repeats,
     loss (the options of this module's CLI)."""
     losses = fixed_batch_losses(task_name, family, args, device, dtype)
@@ -121,9 +123,16 @@ def measure_hvp(task_name: str, family: str, args: argparse.Namespace, device: t
         milliseconds.append(1e3 * seconds)
         memory.append(peak_megabytes(path, device))
     return HvpRow(
-        task_name, family, count_parameters(losses.model), 1e3 * gradient_seconds, milliseconds[0], milliseconds[1],
-        losses.hvp_method, (memory[0], memory[1], memory[2]), tuple(failures),
-    )  # fmt: skip
+        task_name,
+        family,
+        count_parameters(losses.model),
+        1e3 * gradient_seconds,
+        milliseconds[0],
+        milliseconds[1],
+        losses.hvp_method,
+        (memory[0], memory[1], memory[2]),
+        tuple(failures),
+    )
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -145,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(argv)
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     voxel = f"{max(1, args.batch // 8)} grids of {args.grid_size}^3 x 24 cube rotations"
-    print(f"device {device}, {args.dtype}, batch {args.batch} x K = {args.rotations} ({args.atoms} atoms), voxel: "
-          f"{voxel}, loss L_{args.loss}")  # fmt: skip
-    header = (f"{'task':<16} {'model':<16} {'params':>9} {'grad ms':>9} {'fwd-rev HVP ms':>15} {'ratio':>6} "
-              f"{'rev-rev HVP ms':>15} {'ratio':>6} {'auto picks':<21}")  # fmt: skip
+    print(
+        f"device {device}, {args.dtype}, batch {args.batch} x K = {args.rotations} ({args.atoms} atoms), voxel: "
+        f"{voxel}, loss L_{args.loss}"
+    )
+    header = (
+        f"{'task':<16} {'model':<16} {'params':>9} {'grad ms':>9} {'fwd-rev HVP ms':>15} {'ratio':>6} "
+        f"{'rev-rev HVP ms':>15} {'ratio':>6} {'auto picks':<21}"
+    )
     if device.type == "cuda":
         header += f" {'grad MB':>8} {'fwd-rev MB':>10} {'rev-rev MB':>10}"
     print(header)

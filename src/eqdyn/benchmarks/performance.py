@@ -185,10 +185,18 @@ def measure(args: argparse.Namespace, command: str) -> Report:
         peak_tflops=peak,
     )
     timings = benchmark_runs(
-        runs, device, batch=args.batch, atoms=args.atoms, voxel_batch=args.voxel_batch, voxel_size=args.voxel_size,
-        voxel_channels=args.voxel_channels, warmup=args.warmup, steps=args.repeats, bf16=args.bf16,
+        runs,
+        device,
+        batch=args.batch,
+        atoms=args.atoms,
+        voxel_batch=args.voxel_batch,
+        voxel_size=args.voxel_size,
+        voxel_channels=args.voxel_channels,
+        warmup=args.warmup,
+        steps=args.repeats,
+        bf16=args.bf16,
         compile_models=args.compile,
-    )  # fmt: skip
+    )
     by_run = {(row.task, row.family, row.size): row for row in timings}
     _progress(f"timed training steps of {len(runs)} models", start)
     _release_memory(device)
@@ -209,9 +217,13 @@ def measure(args: argparse.Namespace, command: str) -> Report:
     _progress("counted FLOPs of the ladder", start)
 
     hvp_arguments = argparse.Namespace(
-        batch=args.hvp_batch, atoms=args.analysis_atoms, rotations=args.rotations, grid_size=args.grid_size,
-        repeats=args.repeats, loss="mean",
-    )  # fmt: skip
+        batch=args.hvp_batch,
+        atoms=args.analysis_atoms,
+        rotations=args.rotations,
+        grid_size=args.grid_size,
+        repeats=args.repeats,
+        loss="mean",
+    )
     for task, family in ANALYSED_MODELS:
         report.hvp.append(measure_hvp(task, family, hvp_arguments, device, torch.float32))
         _release_memory(device)
@@ -219,9 +231,17 @@ def measure(args: argparse.Namespace, command: str) -> Report:
 
     for task, family, size, overrides in DECOMPOSITION_CASES:
         plain_seconds, decomposition_seconds = measure_case(
-            task, family, size, overrides, device=device, batch=args.decomposition_batch, atoms=args.analysis_atoms,
-            rotations=args.rotations, repeats=args.repeats, grid_size=args.grid_size,
-        )  # fmt: skip
+            task,
+            family,
+            size,
+            overrides,
+            device=device,
+            batch=args.decomposition_batch,
+            atoms=args.analysis_atoms,
+            rotations=args.rotations,
+            repeats=args.repeats,
+            grid_size=args.grid_size,
+        )
         # voxel grids are decomposed over the 24 cube rotations whatever --rotations says
         rotations = 24 if task == "voxel_denoising" else args.rotations
         report.decomposition.append(
@@ -319,44 +339,64 @@ def tidy_rows(report: Report) -> list[dict[str, Any]]:
     def add(section: str, task: str, family: str, size: str, metric: str, value: float | int | None) -> None:
         rows.append(
             {
-                "device": report.device, "torch": report.torch_version, "section": section, "task": task,
-                "family": family, "size": size, "metric": metric, "value": "" if value is None else value,
+                "device": report.device,
+                "torch": report.torch_version,
+                "section": section,
+                "task": task,
+                "family": family,
+                "size": size,
+                "metric": metric,
+                "value": "" if value is None else value,
             }
-        )  # fmt: skip
+        )
 
     for row in report.ladder:
         t = row.timing
         for metric, value in (
-            ("parameters", t.parameters), ("examples", t.examples), ("ms_per_step", t.ms_per_step),
-            ("examples_per_second", t.examples_per_second), ("flops_per_step", row.flops_per_step),
-            ("achieved_tflops", row.achieved_tflops), ("peak_tflops", row.peak_tflops),
+            ("parameters", t.parameters),
+            ("examples", t.examples),
+            ("ms_per_step", t.ms_per_step),
+            ("examples_per_second", t.examples_per_second),
+            ("flops_per_step", row.flops_per_step),
+            ("achieved_tflops", row.achieved_tflops),
+            ("peak_tflops", row.peak_tflops),
             ("peak_fraction", row.peak_fraction),
-        ):  # fmt: skip
+        ):
             add("ladder", t.task, t.family, t.size, metric, value)
     for equivariant, plain in report.pairs:
         for t in (equivariant, plain):
             add("equivariance_ratio", t.task, t.family, t.size, "parameters", t.parameters)
             add("equivariance_ratio", t.task, t.family, t.size, "ms_per_step", t.ms_per_step)
         ratio = equivariant.ms_per_step / plain.ms_per_step
-        add("equivariance_ratio", equivariant.task, equivariant.family, equivariant.size, f"ratio_vs_{plain.family}",
-            ratio)  # fmt: skip
+        add(
+            "equivariance_ratio",
+            equivariant.task,
+            equivariant.family,
+            equivariant.size,
+            f"ratio_vs_{plain.family}",
+            ratio,
+        )
     for hvp in report.hvp:
         size = FAMILY_SPECS[(hvp.task, hvp.family)].default_size
         for metric, value in (
-            ("parameters", hvp.parameters), ("gradient_ms", hvp.gradient_ms),
+            ("parameters", hvp.parameters),
+            ("gradient_ms", hvp.gradient_ms),
             ("forward_over_reverse_ms", hvp.forward_over_reverse_ms),
             ("forward_over_reverse_ratio", hvp.forward_over_reverse_ratio),
             ("reverse_over_reverse_ms", hvp.reverse_over_reverse_ms),
             ("reverse_over_reverse_ratio", hvp.reverse_over_reverse_ratio),
-        ):  # fmt: skip
+        ):
             add("hvp", hvp.task, hvp.family, size, metric, value)
     for decomposition_row in report.decomposition:
         for metric, value in (
-            ("rotations", decomposition_row.rotations), ("plain_ms", decomposition_row.plain_ms),
-            ("decomposition_ms", decomposition_row.decomposition_ms), ("ratio", decomposition_row.ratio),
-        ):  # fmt: skip
-            add("decomposition", decomposition_row.task, decomposition_row.family, decomposition_row.size, metric,
-                value)  # fmt: skip
+            ("rotations", decomposition_row.rotations),
+            ("plain_ms", decomposition_row.plain_ms),
+            ("decomposition_ms", decomposition_row.decomposition_ms),
+            ("ratio", decomposition_row.ratio),
+        ):
+            add(
+                "decomposition", decomposition_row.task, decomposition_row.family, decomposition_row.size, metric, value
+            )
     return rows
 
 
@@ -368,9 +408,12 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="markdown report")
     parser.add_argument("--csv", type=Path, default=None, help="also write the measurements as a tidy CSV")
     parser.add_argument(
-        "--sizes", nargs="+", default=list(DEFAULT_SIZES),
-        choices=list(FAMILY_SPECS[("flow_matching", "transformer")].presets), help="transformer ladder",
-    )  # fmt: skip
+        "--sizes",
+        nargs="+",
+        default=list(DEFAULT_SIZES),
+        choices=list(FAMILY_SPECS[("flow_matching", "transformer")].presets),
+        help="transformer ladder",
+    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="peak for the fraction column")
     parser.add_argument("--batch", type=int, default=None, help="molecules per step (default 512 on CUDA, 64 on CPU)")
     parser.add_argument("--atoms", type=int, default=32, help="padded atoms per molecule")
@@ -390,8 +433,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     # on CUDA the defaults of the hvp and decomposition CLIs; on CPU smaller, or the HVPs alone take minutes
     cuda = args.device.startswith("cuda")
-    defaults = {"batch": (512, 64), "hvp_batch": (8, 1), "decomposition_batch": (32, 8), "rotations": (8, 4),
-                "grid_size": (16, 8)}  # fmt: skip
+    defaults = {
+        "batch": (512, 64),
+        "hvp_batch": (8, 1),
+        "decomposition_batch": (32, 8),
+        "rotations": (8, 4),
+        "grid_size": (16, 8),
+    }
     for name, (on_cuda, on_cpu) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, on_cuda if cuda else on_cpu)

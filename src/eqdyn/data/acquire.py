@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     log(f"source {label}: {len(table)} molecules read in {time.monotonic() - started:.1f} s")
     subset = draw_subset(table, label, config["max_molecules"], config["seed"])
     if config["max_molecules"] > len(subset.molecules):
-        log(f"max_molecules={config['max_molecules']} exceeds the distinct molecules drawn; taking all "
-            f"{len(subset.molecules)}")  # fmt: skip
+        log(
+            f"max_molecules={config['max_molecules']} exceeds the distinct molecules drawn; taking all "
+            f"{len(subset.molecules)}"
+        )
     with atomic_open(args.out) as handle:
         subset.molecules.to_csv(handle, index=False, lineterminator="\n")
     with atomic_open(args.duplicates) as handle:

@@ -160,11 +160,13 @@ def describe_losses(
         losses.append((count, f"{count} duplicates (same canonical SMILES as a molecule already drawn)"))
     if voxel_fit is not None and voxel_fit["molecules_dropped"]:
         count = voxel_fit["molecules_dropped"]
-        losses.append((
-            count,
-            f"{count} outside the voxel ball (radius {voxel_fit['max_radius_angstrom']:g} Å = grid_size * "
-            "resolution / 2 - 2 atom_sigma: raise data.voxel.grid_size or data.voxel.resolution_angstrom)",
-        ))  # fmt: skip
+        losses.append(
+            (
+                count,
+                f"{count} outside the voxel ball (radius {voxel_fit['max_radius_angstrom']:g} Å = grid_size * "
+                "resolution / 2 - 2 atom_sigma: raise data.voxel.grid_size or data.voxel.resolution_angstrom)",
+            )
+        )
     losses.sort(key=lambda loss: -loss[0])
     lost = sum(count for count, _ in losses)
     text = "; ".join(advice for _, advice in losses[:4]) if losses else "none"
@@ -192,9 +194,12 @@ def check_splits(
                     f"{split} {c['molecules']} molecules/{c['examples']} examples" for split, c in counts.items()
                 )
                 problems.append(
-                    (task, f"{task}: the {name} split has {counts[name][unit]} {unit}, at least {minimum} needed "
-                     f"({why}); {table}")
-                )  # fmt: skip
+                    (
+                        task,
+                        f"{task}: the {name} split has {counts[name][unit]} {unit}, at least {minimum} needed "
+                        f"({why}); {table}",
+                    )
+                )
     if not problems:
         return
     task_losses = {}

@@ -107,8 +107,10 @@ def bonds_from_geometry(atomic_numbers: np.ndarray, positions: np.ndarray) -> np
     """Bond rows (i, j, order) perceived from one neutral geometry; connectivity only if orders cannot be assigned."""
     table = Chem.GetPeriodicTable()
     lines = [str(len(atomic_numbers)), ""]
-    lines += [f"{table.GetElementSymbol(int(z))} {x:.6f} {y:.6f} {w:.6f}" for z, (x, y, w) in
-              zip(atomic_numbers, positions, strict=True)]  # fmt: skip
+    lines += [
+        f"{table.GetElementSymbol(int(z))} {x:.6f} {y:.6f} {w:.6f}"
+        for z, (x, y, w) in zip(atomic_numbers, positions, strict=True)
+    ]
     mol = Chem.MolFromXYZBlock("\n".join(lines) + "\n")
     if mol is None:
         raise ValueError("RDKit could not read the geometry")
@@ -224,8 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     arrays, summary = build_dft_labels(source, paths, read_molecules(args.molecules), config)
     save_npz(args.out, **arrays)
     write_json(args.summary, summary)
-    log(f"{source}: {summary['molecules_kept']} molecules, {summary['geometries']} geometries labelled; skipped "
-        f"{summary['molecules_skipped_by_reason']} ({time.monotonic() - started:.1f} s)")  # fmt: skip
+    log(
+        f"{source}: {summary['molecules_kept']} molecules, {summary['geometries']} geometries labelled; skipped "
+        f"{summary['molecules_skipped_by_reason']} ({time.monotonic() - started:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

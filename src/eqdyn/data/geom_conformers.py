@@ -204,8 +204,10 @@ def main(argv: list[str] | None = None) -> None:
     save_npz(args.out, **arrays)
     summary = summarise(arrays, skipped)
     write_json(args.summary, summary)
-    log(f"GEOM conformers: {summary['molecules']} molecules, {summary['conformers']} conformers; skipped "
-        f"{summary['molecules_skipped_by_reason']}")  # fmt: skip
+    log(
+        f"GEOM conformers: {summary['molecules']} molecules, {summary['conformers']} conformers; skipped "
+        f"{summary['molecules_skipped_by_reason']}"
+    )
 
 
 if __name__ == "__main__":

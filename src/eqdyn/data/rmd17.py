@@ -107,16 +107,18 @@ def read_rmd17(
             coords, energies, forces = (handle[key][frames] for key in ("coords", "energies", "forces"))
         if not composition_matches(smiles, numbers):
             raise ValueError(f"{path}: nuclear_charges do not match the composition of {name} ({smiles})")
-        molecules.append(DftMolecule(
-            source_id=name,
-            smiles=smiles,
-            atomic_numbers=numbers,
-            positions=coords.astype(np.float64),
-            energy=energies.reshape(-1).astype(np.float64),
-            forces=forces.astype(np.float64),
-            frame=frames.copy(),
-            official_split=official.copy(),
-        ))  # fmt: skip
+        molecules.append(
+            DftMolecule(
+                source_id=name,
+                smiles=smiles,
+                atomic_numbers=numbers,
+                positions=coords.astype(np.float64),
+                energy=energies.reshape(-1).astype(np.float64),
+                forces=forces.astype(np.float64),
+                frame=frames.copy(),
+                official_split=official.copy(),
+            )
+        )
     extra = {
         "rmd17_split_index": split_index,
         "official_split": (

@@ -94,16 +94,18 @@ def read_spice(
             frames = np.flatnonzero(finite).astype(np.int64)
             subset = _text(group["subset"][()]) if "subset" in group else ""
             subsets[subset] = subsets.get(subset, 0) + 1
-            molecules.append(DftMolecule(
-                source_id=name,
-                smiles=smiles,
-                atomic_numbers=numbers,
-                positions=bohr[frames] * BOHR_TO_ANGSTROM,
-                energy=hartree[frames] * HARTREE_TO_KCAL_PER_MOL,
-                forces=-gradient[frames] * (HARTREE_TO_KCAL_PER_MOL / BOHR_TO_ANGSTROM),
-                frame=frames,
-                official_split=np.full(len(frames), NO_SPLIT, np.int8),
-            ))  # fmt: skip
+            molecules.append(
+                DftMolecule(
+                    source_id=name,
+                    smiles=smiles,
+                    atomic_numbers=numbers,
+                    positions=bohr[frames] * BOHR_TO_ANGSTROM,
+                    energy=hartree[frames] * HARTREE_TO_KCAL_PER_MOL,
+                    forces=-gradient[frames] * (HARTREE_TO_KCAL_PER_MOL / BOHR_TO_ANGSTROM),
+                    frame=frames,
+                    official_split=np.full(len(frames), NO_SPLIT, np.int8),
+                )
+            )
     extra = {
         "unit_conversion": {
             "positions": f"Bohr * {BOHR_TO_ANGSTROM} -> Å",

@@ -21,6 +21,8 @@ def example_split(task: str) -> Path:
         raise ValueError(f"no example set for task {task!r}; there is one for {list(EXAMPLE_TASKS)}")
     path = Path(str(resources.files(__name__).joinpath(f"{task}.npz")))
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: the example set is missing from this installation "
-                                "(make it with python -m eqdyn.examples.make_examples)")  # fmt: skip
+        raise FileNotFoundError(
+            f"{path}: the example set is missing from this installation "
+            "(make it with python -m eqdyn.examples.make_examples)"
+        )
     return path

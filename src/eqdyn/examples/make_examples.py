@@ -28,10 +28,43 @@ PERTURBED_COPIES = 2
 BOND_ORDER = {Chem.BondType.SINGLE: 1, Chem.BondType.DOUBLE: 2, Chem.BondType.TRIPLE: 3, Chem.BondType.AROMATIC: 4}
 # QM9-like: at most 9 heavy atoms of C, N, O, F, neutral, closed shell
 SMILES = (
-    "C", "N", "O", "C#C", "C#N", "C=O", "CC", "CO", "CF", "CC#C", "CC#N", "CC=O", "NC=O", "CCC", "CCO", "COC",
-    "C1CC1", "C1CO1", "CC(C)C", "CC(C)O", "CCCO", "OCCO", "CC(=O)O", "CC(N)=O", "CC(C)=O", "CN(C)C", "FC(F)F",
-    "NCC(=O)O", "C1CCOC1", "O=C1CCC1", "c1ccccc1", "c1ccncc1", "c1ccoc1", "c1cc[nH]c1", "Cc1ccccc1", "OC1CCCC1",
-)  # fmt: skip
+    "C",
+    "N",
+    "O",
+    "C#C",
+    "C#N",
+    "C=O",
+    "CC",
+    "CO",
+    "CF",
+    "CC#C",
+    "CC#N",
+    "CC=O",
+    "NC=O",
+    "CCC",
+    "CCO",
+    "COC",
+    "C1CC1",
+    "C1CO1",
+    "CC(C)C",
+    "CC(C)O",
+    "CCCO",
+    "OCCO",
+    "CC(=O)O",
+    "CC(N)=O",
+    "CC(C)=O",
+    "CN(C)C",
+    "FC(F)F",
+    "NCC(=O)O",
+    "C1CCOC1",
+    "O=C1CCC1",
+    "c1ccccc1",
+    "c1ccncc1",
+    "c1ccoc1",
+    "c1cc[nH]c1",
+    "Cc1ccccc1",
+    "OC1CCCC1",
+)
 
 
 def minimum(smiles: str, seed: int) -> tuple[Chem.Mol, np.ndarray]:
@@ -53,14 +86,27 @@ def pad(rows: list[np.ndarray], length: int, fill: float) -> np.ndarray:
     return out
 
 
-def arrays(molecules: list[tuple[int, Chem.Mol, np.ndarray, int]], labels: list[tuple[float, np.ndarray, float]] | None
-           ) -> dict[str, np.ndarray]:  # fmt: skip
+def arrays(
+    molecules: list[tuple[int, Chem.Mol, np.ndarray, int]], labels: list[tuple[float, np.ndarray, float]] | None
+) -> dict[str, np.ndarray]:
     """Split arrays of (molecule_id, mol, positions, geometry_id) rows (and their energy, forces, reference)."""
     n_max = max(mol.GetNumAtoms() for _, mol, _, _ in molecules)
     e_max = max(max(mol.GetNumBonds(), 1) for _, mol, _, _ in molecules)
-    bonds = [np.array([(min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()), max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()),
-                        BOND_ORDER[b.GetBondType()]) for b in mol.GetBonds()] or np.empty((0, 3)), dtype=np.int64)
-             for _, mol, _, _ in molecules]  # fmt: skip
+    bonds = [
+        np.array(
+            [
+                (
+                    min(b.GetBeginAtomIdx(), b.GetEndAtomIdx()),
+                    max(b.GetBeginAtomIdx(), b.GetEndAtomIdx()),
+                    BOND_ORDER[b.GetBondType()],
+                )
+                for b in mol.GetBonds()
+            ]
+            or np.empty((0, 3)),
+            dtype=np.int64,
+        )
+        for _, mol, _, _ in molecules
+    ]
     numbers = [np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.int64) for _, mol, _, _ in molecules]
     out = {
         "positions": pad([p.astype(np.float32) for _, _, p, _ in molecules], n_max, 0.0),
@@ -96,8 +142,11 @@ def make(out_dir: Path) -> dict[str, Path]:
     radius = voxel.grid_size * voxel.resolution / 2 - 2 * voxel.atom_sigma
     fitting = [row for row in flow if np.linalg.norm(row[2], axis=1).max() <= radius]
     paths = {}
-    for task, rows, task_labels in (("flow_matching", flow, None), ("force_field", perturbed, labels),
-                                    ("voxel_denoising", fitting, None)):  # fmt: skip
+    for task, rows, task_labels in (
+        ("flow_matching", flow, None),
+        ("force_field", perturbed, labels),
+        ("voxel_denoising", fitting, None),
+    ):
         paths[task] = out_dir / f"{task}.npz"
         save_npz(paths[task], **arrays(rows, task_labels))
         logger.info("%s: %d examples of %d molecules -> %s", task, len(rows), len({r[0] for r in rows}), paths[task])

@@ -49,8 +49,20 @@ PAPER_KAPPA_RATIO = 1000.0
 TWIRL_TOLERANCE_SE = 3.0
 SPEARMAN_ALPHA = 0.05
 
-COLUMNS = ("id", "provenance", "claim", "measured", "value", "ci_low", "ci_high", "verdict", "rule", "runs",
-           "study", "config")  # fmt: skip
+COLUMNS = (
+    "id",
+    "provenance",
+    "claim",
+    "measured",
+    "value",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "rule",
+    "runs",
+    "study",
+    "config",
+)
 
 RULES = {
     "equiv_2_percent": (
@@ -234,21 +246,30 @@ def percent_reading(table: pd.DataFrame, run: RunInfo) -> PercentReading | None:
     after = counted[counted > above.max()] if len(above) else counted
     last = curve.index[-1]
     return PercentReading(
-        run=run.name, reached=trained_to >= CLAIM_STEP, step=int(curve.loc[at, "step"]),
-        value=float(curve.loc[at, "value"]), low=float(low[at]), high=float(high[at]), last_step=last_step,
-        last_value=float(curve.loc[last, "value"]), last_se=float(curve.loc[last, "stderr"]),
+        run=run.name,
+        reached=trained_to >= CLAIM_STEP,
+        step=int(curve.loc[at, "step"]),
+        value=float(curve.loc[at, "value"]),
+        low=float(low[at]),
+        high=float(high[at]),
+        last_step=last_step,
+        last_value=float(curve.loc[last, "value"]),
+        last_se=float(curve.loc[last, "stderr"]),
         first_below=int(below.iloc[0]) if len(below) else None,
         stays_below=int(after.iloc[0]) if len(after) else None,
-        learned=bool(learned[at]), lower_bound_only=lower_bound_only(run.task), status=run_status(run),
-    )  # fmt: skip
+        learned=bool(learned[at]),
+        lower_bound_only=lower_bound_only(run.task),
+        status=run_status(run),
+    )
 
 
 def missing_reading(run: RunInfo) -> PercentReading:
     """A run of the claim's run set without a decomposition table: it can only make the verdict inconclusive."""
     status = run_status(run) if run_status(run) != FINISHED else "has no decomposition table"
     nan = float("nan")
-    return PercentReading(run.name, False, 0, nan, nan, nan, 0, nan, nan, None, None, False,
-                          lower_bound_only(run.task), status)  # fmt: skip
+    return PercentReading(
+        run.name, False, 0, nan, nan, nan, 0, nan, nan, None, None, False, lower_bound_only(run.task), status
+    )
 
 
 def percent_verdict(readings: Sequence[PercentReading]) -> str:
@@ -301,19 +322,27 @@ def percent_claim(
     judged = [r for r in readings if np.isfinite(r.high)]
     worst = max(judged, key=lambda r: r.high) if judged else None
     return Claim(
-        id=cid, provenance=provenance, claim=statement,
+        id=cid,
+        provenance=provenance,
+        claim=statement,
         measured=describe_percent(readings) if readings else "no augmented run with a decomposition table",
-        value=worst.value if worst else None, ci_low=worst.low if worst else None,
-        ci_high=worst.high if worst else None, verdict=percent_verdict(readings), rule=rule or RULES[cid],
+        value=worst.value if worst else None,
+        ci_low=worst.low if worst else None,
+        ci_high=worst.high if worst else None,
+        verdict=percent_verdict(readings),
+        rule=rule or RULES[cid],
         runs=" ".join(r.run for r in readings),
-    )  # fmt: skip
+    )
 
 
 def main_runs(runs: dict[str, RunInfo]) -> list[RunInfo]:
     """Augmented base runs and their seed sweeps."""
     bases = {r.name for r in runs.values() if r.is_base and not r.equivariant}
-    return [r for r in runs.values() if r.name in bases or (r.sweep_factor == "seed" and r.base_run in bases
-                                                             and not r.equivariant)]  # fmt: skip
+    return [
+        r
+        for r in runs.values()
+        if r.name in bases or (r.sweep_factor == "seed" and r.base_run in bases and not r.equivariant)
+    ]
 
 
 def sweep_runs(runs: dict[str, RunInfo], factor: str) -> list[RunInfo]:
@@ -335,8 +364,11 @@ MIXED = "mixed"
 NOT_CONVERGED = f"{INCONCLUSIVE} (not converged)"
 HESSIAN_LOSSES = ("mean", "equiv")
 # (claim-id part, quantity compared): one row per definition and task
-HESSIAN_DEFINITIONS = (("smoothness", "lambda_max"), ("conditioning_kappa10", "kappa_10"),
-                       ("conditioning_kappa100", "kappa_100"))  # fmt: skip
+HESSIAN_DEFINITIONS = (
+    ("smoothness", "lambda_max"),
+    ("conditioning_kappa10", "kappa_10"),
+    ("conditioning_kappa100", "kappa_100"),
+)
 
 
 @dataclass
@@ -361,8 +393,9 @@ def _per_repeat(rows: pd.DataFrame, loss: str, quantity: str) -> pd.Series:
     if "repeat" not in rows:
         return pd.Series(dtype=float)
     chosen = rows[(rows["loss"] == loss) & (rows["quantity"] == quantity) & rows["repeat"].notna()]
-    return pd.Series(pd.to_numeric(chosen["value"], errors="coerce").to_numpy(),
-                     index=chosen["repeat"].astype(int).to_numpy())  # fmt: skip
+    return pd.Series(
+        pd.to_numeric(chosen["value"], errors="coerce").to_numpy(), index=chosen["repeat"].astype(int).to_numpy()
+    )
 
 
 def paired_ratio(rows: pd.DataFrame, run: str, step: int, quantity: str) -> KappaRatio:
@@ -450,20 +483,39 @@ def describe_ratios(ratios: Sequence[KappaRatio]) -> str:
     groups: dict[tuple[str, str], list[KappaRatio]] = {}
     for r in ratios:
         groups.setdefault((r.run, r.kappa), []).append(r)
-    return " | ".join(f"{run} {quantity} L_mean/L_equiv " + "; ".join(_describe(r) for r in rows)
-                      for (run, quantity), rows in groups.items())  # fmt: skip
+    return " | ".join(
+        f"{run} {quantity} L_mean/L_equiv " + "; ".join(_describe(r) for r in rows)
+        for (run, quantity), rows in groups.items()
+    )
 
 
 def _worst(ratios: Sequence[KappaRatio]) -> KappaRatio | None:
     return min(ratios, key=lambda r: r.low if np.isfinite(r.low) else -np.inf) if ratios else None
 
 
-def _reading_claim(cid: str, provenance: str, statement: str, rule: str, every: list[KappaRatio],
-                   last: list[KappaRatio], verdict: str | None = None) -> Claim:  # fmt: skip
+def _reading_claim(
+    cid: str,
+    provenance: str,
+    statement: str,
+    rule: str,
+    every: list[KappaRatio],
+    last: list[KappaRatio],
+    verdict: str | None = None,
+) -> Claim:
     worst = _worst(last)
     ratio, low, high = (_finite(worst.ratio), _finite(worst.low), _finite(worst.high)) if worst else (None,) * 3
-    return Claim(cid, provenance, statement, describe_ratios(every) or "no rows for both losses", ratio, low, high,
-                 verdict or ratio_verdict(last), rule, " ".join(dict.fromkeys(r.run for r in last)))  # fmt: skip
+    return Claim(
+        cid,
+        provenance,
+        statement,
+        describe_ratios(every) or "no rows for both losses",
+        ratio,
+        low,
+        high,
+        verdict or ratio_verdict(last),
+        rule,
+        " ".join(dict.fromkeys(r.run for r in last)),
+    )
 
 
 def _finite(value: float) -> float | None:
@@ -501,10 +553,32 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
     statement_a = "The loss landscape of L_equiv is smoother and better conditioned than that of L_mean."
     statement_s = "About 1000x lower Hessian condition number for L_equiv than for L_mean in force-field prediction."
     if hessian is None or hessian.empty:
-        return [Claim("hessian_direction", "[A]", statement_a, "no Hessian table", None, None, None, NOT_TESTED,
-                      RULES["hessian_direction"], ""),
-                Claim("hessian_1000x", "[S]", statement_s, "no Hessian table", None, None, None, NOT_TESTED,
-                      RULES["hessian_1000x"], "")]  # fmt: skip
+        return [
+            Claim(
+                "hessian_direction",
+                "[A]",
+                statement_a,
+                "no Hessian table",
+                None,
+                None,
+                None,
+                NOT_TESTED,
+                RULES["hessian_direction"],
+                "",
+            ),
+            Claim(
+                "hessian_1000x",
+                "[S]",
+                statement_s,
+                "no Hessian table",
+                None,
+                None,
+                None,
+                NOT_TESTED,
+                RULES["hessian_1000x"],
+                "",
+            ),
+        ]
     task_of = {name: runs[name].task if name in runs else "unknown" for name in dict.fromkeys(hessian["run"])}
     rows: list[Claim] = []
     for task in sorted(set(task_of.values())):
@@ -524,11 +598,23 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
     verdict = direction_verdict([c.verdict for c in rows])
     summary = " | ".join(f"{c.id}: {c.verdict}" for c in rows) or "no lambda_max or kappa rows"
     # the inf is never taken (claims without ci_low are filtered out); it only makes the key a float for mypy
-    worst = min((c for c in rows if c.ci_low is not None), key=lambda c: np.inf if c.ci_low is None else c.ci_low,
-                default=None)  # fmt: skip
-    claims = [Claim("hessian_direction", "[A]", statement_a, summary, worst.value if worst else None,
-                    worst.ci_low if worst else None, worst.ci_high if worst else None, verdict,
-                    RULES["hessian_direction"], " ".join(dict.fromkeys(task_of)))]  # fmt: skip
+    worst = min(
+        (c for c in rows if c.ci_low is not None), key=lambda c: np.inf if c.ci_low is None else c.ci_low, default=None
+    )
+    claims = [
+        Claim(
+            "hessian_direction",
+            "[A]",
+            statement_a,
+            summary,
+            worst.value if worst else None,
+            worst.ci_low if worst else None,
+            worst.ci_high if worst else None,
+            verdict,
+            RULES["hessian_direction"],
+            " ".join(dict.fromkeys(task_of)),
+        )
+    ]
     claims += rows
     force_table = hessian[hessian["run"].map(task_of) == "force_field"]
     every, last = [], []
@@ -541,7 +627,9 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
         magnitudes = "; ".join(
             f"{r.kappa} {_magnitude(r.ratio)}x [{_magnitude(r.low)}, {_magnitude(r.high)}], which "
             f"{'contains' if r.low <= PAPER_KAPPA_RATIO <= r.high else 'excludes'} the paper's "
-            f"~{PAPER_KAPPA_RATIO:,.0f}x" for r in last)  # fmt: skip
+            f"~{PAPER_KAPPA_RATIO:,.0f}x"
+            for r in last
+        )
         verdict = f"direction reproduced, magnitude {magnitudes}"
     claim = _reading_claim("hessian_1000x", "[S]", statement_s, RULES["hessian_1000x"], every, last, verdict)
     if not last:
@@ -560,8 +648,18 @@ def _interpolate(hours: np.ndarray, values: np.ndarray, at: float) -> float:
 def efficiency_claim(efficiency: pd.DataFrame | None, table: pd.DataFrame, runs: dict[str, RunInfo]) -> Claim:
     statement = "Per GPU-hour, non-equivariant models may reach lower test loss than equivariant ones."
     if efficiency is None or efficiency.empty:
-        return Claim("efficiency_gap", "[A]", statement, "no efficiency table", None, None, None, NOT_TESTED,
-                     RULES["efficiency_gap"], "")  # fmt: skip
+        return Claim(
+            "efficiency_gap",
+            "[A]",
+            statement,
+            "no efficiency table",
+            None,
+            None,
+            None,
+            NOT_TESTED,
+            RULES["efficiency_gap"],
+            "",
+        )
     from eqdyn.figures.efficiency import compute_unit, loss_vs_hours
 
     unit = compute_unit(efficiency["device"])
@@ -569,8 +667,11 @@ def efficiency_claim(efficiency: pd.DataFrame | None, table: pd.DataFrame, runs:
     outcomes, texts, used, best = [], [], [], None
     tasks = sorted({r.task for r in runs.values()})
     for task in tasks:
-        base = [r for r in runs.values() if r.task == task and r.is_base and r.name in timed
-                and not series(table, r.name, "total").empty]  # fmt: skip
+        base = [
+            r
+            for r in runs.values()
+            if r.task == task and r.is_base and r.name in timed and not series(table, r.name, "total").empty
+        ]
         augmented = [r for r in base if not r.equivariant]
         equivariant = [r for r in base if r.equivariant]
         for a in augmented:
@@ -606,9 +707,18 @@ def efficiency_claim(efficiency: pd.DataFrame | None, table: pd.DataFrame, runs:
         verdict = NOT_REPRODUCED
     else:
         verdict = INCONCLUSIVE
-    return Claim("efficiency_gap", "[A]", statement, " | ".join(texts) or "no augmented/equivariant pair timed",
-                 best[0] if best else None, best[1] if best else None, best[2] if best else None, verdict,
-                 RULES["efficiency_gap"], " ".join(dict.fromkeys(used)))  # fmt: skip
+    return Claim(
+        "efficiency_gap",
+        "[A]",
+        statement,
+        " | ".join(texts) or "no augmented/equivariant pair timed",
+        best[0] if best else None,
+        best[1] if best else None,
+        best[2] if best else None,
+        verdict,
+        RULES["efficiency_gap"],
+        " ".join(dict.fromkeys(used)),
+    )
 
 
 # ----------------------------------------------------------------------------------------- gradients, twirling
@@ -625,8 +735,9 @@ def exact_spearman(x: ArrayLike, y: ArrayLike, resamples: int = 20_000) -> tuple
         centred = ranks - ranks.mean(axis=axis, keepdims=True)
         return (centred @ rx) / np.linalg.norm(centred, axis=axis)
 
-    result = stats.permutation_test((ry,), rho, permutation_type="pairings", vectorized=True, n_resamples=resamples,
-                                    rng=0)  # fmt: skip
+    result = stats.permutation_test(
+        (ry,), rho, permutation_type="pairings", vectorized=True, n_resamples=resamples, rng=0
+    )
     return float(result.statistic), float(result.pvalue)
 
 
@@ -637,30 +748,58 @@ def gradient_claim(gradients: pd.DataFrame | None, table: pd.DataFrame, runs: di
     )
     augmented = sorted((r for r in runs.values() if r.is_base and not r.equivariant), key=lambda r: r.name)
     if not augmented:
-        return Claim("parameter_quadratic_relation", "[S]", statement, "no augmented base run", None, None, None,
-                     NOT_TESTED, RULES["parameter_quadratic_relation"], "")  # fmt: skip
-    norms = (gradients[gradients["quantity"] == "nonequivariant_parameter_sq_norm"]
-             if gradients is not None and not gradients.empty
-             else pd.DataFrame(columns=["run", "step", "value"]))  # fmt: skip
+        return Claim(
+            "parameter_quadratic_relation",
+            "[S]",
+            statement,
+            "no augmented base run",
+            None,
+            None,
+            None,
+            NOT_TESTED,
+            RULES["parameter_quadratic_relation"],
+            "",
+        )
+    norms = (
+        gradients[gradients["quantity"] == "nonequivariant_parameter_sq_norm"]
+        if gradients is not None and not gradients.empty
+        else pd.DataFrame(columns=["run", "step", "value"])
+    )
     texts = []
     for run in augmented:
         norm = norms[norms["run"] == run.name]
         if norm.empty:
-            texts.append(f"{run.name} ({run.family}): no linear rotation action on its parameters in this pipeline, "
-                         "so no decomposed parameter space")  # fmt: skip
+            texts.append(
+                f"{run.name} ({run.family}): no linear rotation action on its parameters in this pipeline, "
+                "so no decomposed parameter space"
+            )
             continue
-        text = (f"{run.name} ({run.family}): theta_E (the rotation-fixed parameters) zeroes the coordinate embedding "
-                "and vector heads, i.e. the model that ignores coordinates, so ||theta_perp||^2 grows with any use of "
-                "coordinates")  # fmt: skip
+        text = (
+            f"{run.name} ({run.family}): theta_E (the rotation-fixed parameters) zeroes the coordinate embedding "
+            "and vector heads, i.e. the model that ignores coordinates, so ||theta_perp||^2 grows with any use of "
+            "coordinates"
+        )
         joined = norm[["step", "value"]].merge(series(table, run.name, "equiv"), on="step", suffixes=("_norm", "_eq"))
         joined = joined[joined["step"] > 0]
         if len(joined) >= 3 and joined["value_norm"].nunique() > 1 and joined["value_eq"].nunique() > 1:
             rho, p = exact_spearman(joined["value_norm"], joined["value_eq"])
-            text += (f"; descriptive only: Spearman rho(||theta_perp||^2, L_equiv) = {rho:.3g} over {len(joined)} "
-                     f"checkpoints, permutation p = {p:.2g}")  # fmt: skip
+            text += (
+                f"; descriptive only: Spearman rho(||theta_perp||^2, L_equiv) = {rho:.3g} over {len(joined)} "
+                f"checkpoints, permutation p = {p:.2g}"
+            )
         texts.append(text)
-    return Claim("parameter_quadratic_relation", "[S]", statement, " | ".join(texts), None, None, None, NOT_TESTABLE,
-                 RULES["parameter_quadratic_relation"], " ".join(r.name for r in augmented))  # fmt: skip
+    return Claim(
+        "parameter_quadratic_relation",
+        "[S]",
+        statement,
+        " | ".join(texts),
+        None,
+        None,
+        None,
+        NOT_TESTABLE,
+        RULES["parameter_quadratic_relation"],
+        " ".join(r.name for r in augmented),
+    )
 
 
 def twirling_claim(
@@ -678,8 +817,18 @@ def twirling_claim(
     )
 
     def untested(reason: str) -> Claim:
-        return Claim("test_time_twirling", "[S]", statement, reason, None, None, None, NOT_TESTED,
-                     RULES["test_time_twirling"], "")  # fmt: skip
+        return Claim(
+            "test_time_twirling",
+            "[S]",
+            statement,
+            reason,
+            None,
+            None,
+            None,
+            NOT_TESTED,
+            RULES["test_time_twirling"],
+            "",
+        )
 
     if efficiency is None or not has_inference_timings(efficiency):
         return untested("no efficiency table with inference timings (forward_seconds_per_example)")
@@ -703,10 +852,11 @@ def twirling_claim(
         )
         if c.k > 1:
             text += f"; against k=1 {c.narrowing:.3g} ± {Z95 * c.narrowing_se:.2g}: {c.narrowing_outcome}"
-        texts.append(text + ")")  # fmt: skip
+        texts.append(text + ")")
     pairs = {(c.augmented, c.equivariant) for c in comparisons}
-    complete = all({c.k for c in comparisons if (c.augmented, c.equivariant) == pair} >= set(TWIRL_KS)
-                   for pair in pairs)  # fmt: skip
+    complete = all(
+        {c.k for c in comparisons if (c.augmented, c.equivariant) == pair} >= set(TWIRL_KS) for pair in pairs
+    )
     if wins:
         verdict = REPRODUCED
         lead = "twirling lower at " + ", ".join(f"{c.task} k={c.k}" for c in wins)
@@ -715,10 +865,18 @@ def twirling_claim(
     else:
         verdict, lead = INCONCLUSIVE, "no k where twirling is lower by > 1.96 paired SE"
     best = max(comparisons, key=lambda c: -c.difference)  # equivariant − augmented, largest = best for twirling
-    return Claim("test_time_twirling", "[S]", statement, " | ".join([lead, *texts, *notes]), -best.difference,
-                 -best.difference - Z95 * best.difference_se, -best.difference + Z95 * best.difference_se, verdict,
-                 RULES["test_time_twirling"],
-                 " ".join(dict.fromkeys(n for c in comparisons for n in (c.augmented, c.equivariant))))  # fmt: skip
+    return Claim(
+        "test_time_twirling",
+        "[S]",
+        statement,
+        " | ".join([lead, *texts, *notes]),
+        -best.difference,
+        -best.difference - Z95 * best.difference_se,
+        -best.difference + Z95 * best.difference_se,
+        verdict,
+        RULES["test_time_twirling"],
+        " ".join(dict.fromkeys(n for c in comparisons for n in (c.augmented, c.equivariant))),
+    )
 
 
 TWIRLING_CHECK_RULE = (
@@ -737,15 +895,37 @@ def twirling_unit_check(table: pd.DataFrame, runs: dict[str, RunInfo]) -> Claim:
     checks = unit_checks(table, runs)
     statement = "Check of the twirling code: E[loss averaged over k rotations] = L_mean + L_equiv / k."
     if not checks:
-        return Claim("twirling_code_check", "code", statement, "no twirling rows", None, None, None, NOT_TESTED,
-                     TWIRLING_CHECK_RULE, "")  # fmt: skip
+        return Claim(
+            "twirling_code_check",
+            "code",
+            statement,
+            "no twirling rows",
+            None,
+            None,
+            None,
+            NOT_TESTED,
+            TWIRLING_CHECK_RULE,
+            "",
+        )
     zs = [abs(c.z) for c in checks]
     verdict = "passed" if all(np.isfinite(z) and z <= TWIRL_TOLERANCE_SE for z in zs) else "failed"
-    texts = [f"{c.run} step {c.step} k={c.k}: {c.difference:.3g} ± {c.difference_se:.2g} ({c.z:.2f} paired SE)"
-             for c in checks]  # fmt: skip
+    texts = [
+        f"{c.run} step {c.step} k={c.k}: {c.difference:.3g} ± {c.difference_se:.2g} ({c.z:.2f} paired SE)"
+        for c in checks
+    ]
     worst = max(zs, key=lambda z: z if np.isfinite(z) else np.inf)
-    return Claim("twirling_code_check", "code", statement, " | ".join(texts), worst, None, None, verdict,
-                 TWIRLING_CHECK_RULE, " ".join(dict.fromkeys(c.run for c in checks)))  # fmt: skip
+    return Claim(
+        "twirling_code_check",
+        "code",
+        statement,
+        " | ".join(texts),
+        worst,
+        None,
+        None,
+        verdict,
+        TWIRLING_CHECK_RULE,
+        " ".join(dict.fromkeys(c.run for c in checks)),
+    )
 
 
 # ------------------------------------------------------------------------------------------------------- table
@@ -760,16 +940,22 @@ def build_claims(
     examples: pd.DataFrame | None = None,
 ) -> list[Claim]:
     """Every claim with its measurement and computed verdict (``examples``: the per-example loss tables)."""
-    statement = ("Non-equivariant models trained with rotation augmentation bring L_equiv to ≤ 2% of held-out loss "
-                 "within 1k-10k training steps.")  # fmt: skip
+    statement = (
+        "Non-equivariant models trained with rotation augmentation bring L_equiv to ≤ 2% of held-out loss "
+        "within 1k-10k training steps."
+    )
     augmented = main_runs(runs)
     claims = [percent_claim("equiv_2_percent", "[A]", statement, readings_for(table, augmented))]
     for task in sorted({r.task for r in augmented}):
-        claims.append(percent_claim(
-            f"equiv_2_percent_{task}", "[A]", f"{statement} ({task})",
-            readings_for(table, [r for r in augmented if r.task == task]),
-            rule="The rule of equiv_2_percent, over this task's augmented base runs and their seed sweeps.",
-        ))  # fmt: skip
+        claims.append(
+            percent_claim(
+                f"equiv_2_percent_{task}",
+                "[A]",
+                f"{statement} ({task})",
+                readings_for(table, [r for r in augmented if r.task == task]),
+                rule="The rule of equiv_2_percent, over this task's augmented base runs and their seed sweeps.",
+            )
+        )
     for cid, provenance, factor, statement in (
         ("robust_size", "[A]/[S]", "size", "...robust to model size ([S] 1M-400M parameters)."),
         ("robust_dataset", "[A]/[S]", "num_train_molecules", "...robust to dataset size ([S] 500-1M samples)."),
@@ -826,10 +1012,15 @@ def write_outputs(claims: list[Claim], out_md: Path, out_csv: Path, study: str, 
         for claim in claims:
             row = asdict(claim)
             writer.writerow({**row, **{k: _format(row[k]) for k in ("value", "ci_low", "ci_high")}})
-    lines = [f"# Claims of arXiv 2512.02303 checked by study `{study}`", "",
-             f"Config: `{config}`. Verdicts are computed from the analysis tables by the rules below; "
-             "[A] = the paper's abstract, [S] = a published one-page summary (not the paper itself).", "",
-             "| id | source | claim | verdict | measured |", "|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Claims of arXiv 2512.02303 checked by study `{study}`",
+        "",
+        f"Config: `{config}`. Verdicts are computed from the analysis tables by the rules below; "
+        "[A] = the paper's abstract, [S] = a published one-page summary (not the paper itself).",
+        "",
+        "| id | source | claim | verdict | measured |",
+        "|---|---|---|---|---|",
+    ]
     for c in claims:
         lines.append(f"| {c.id} | {c.provenance} | {c.claim} | **{c.verdict}** | {_md(c.measured)} |")
     lines += ["", "## Rules", ""] + [f"- **{c.id}**: {c.rule}" for c in claims] + [""]
@@ -857,12 +1048,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     claims = build_claims(
-        read_decomposition(args.decomposition), read_runs(args.runs, args.manifests),
+        read_decomposition(args.decomposition),
+        read_runs(args.runs, args.manifests),
         hessian=read_csvs(args.hessian) if args.hessian else None,
         gradients=read_csvs(args.gradients) if args.gradients else None,
         efficiency=read_csvs([args.efficiency]) if args.efficiency else None,
         examples=read_example_tables(args.examples) if args.examples else None,
-    )  # fmt: skip
+    )
     write_outputs(claims, args.out_md, args.out_csv, args.study, args.configfiles)
     for claim in claims:
         LOG.info("%s: %s", claim.id, claim.verdict)

@@ -50,14 +50,16 @@ def loss_vs_hours(efficiency: pd.DataFrame, table: pd.DataFrame, run: str) -> pd
 
 def plot(efficiency: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo]):
     unit = compute_unit(efficiency["device"])
-    by_task = {task: [r for r in task_runs if r.name in set(efficiency["run"]) and not series(table, r.name,
-                                                                                               "total").empty]
-               for task, task_runs in base_runs_by_task(runs).items()}  # fmt: skip
+    by_task = {
+        task: [r for r in task_runs if r.name in set(efficiency["run"]) and not series(table, r.name, "total").empty]
+        for task, task_runs in base_runs_by_task(runs).items()
+    }
     tasks = [task for task in sorted(by_task) if by_task[task]]
     if not tasks:
         raise ValueError("no base run has both a decomposition table and an efficiency row")
-    fig, axes = style.figure(ncols=len(tasks), panel_height=2.1,
-                             width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN)  # fmt: skip
+    fig, axes = style.figure(
+        ncols=len(tasks), panel_height=2.1, width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN
+    )
     for ax, task in zip(axes[0], tasks, strict=True):
         values = []
         for run in by_task[task]:
@@ -65,11 +67,24 @@ def plot(efficiency: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo]
             colour = style.family_colour(run.family)
             row = efficiency[efficiency["run"] == run.name].iloc[0]
             label = f"{run.family}, {float(row['seconds_per_step']) * 1e3:.3g} ms/step"
-            ax.plot(curve["hours"], curve["value"], color=colour, marker="o", ms=2.2, label=label,
-                    ls="-" if not run.equivariant else "--")  # fmt: skip
+            ax.plot(
+                curve["hours"],
+                curve["value"],
+                color=colour,
+                marker="o",
+                ms=2.2,
+                label=label,
+                ls="-" if not run.equivariant else "--",
+            )
             half = Z95 * curve["stderr"].to_numpy(dtype=float)
-            style.band(ax, curve["hours"], curve["value"] - half, curve["value"] + half, colour,
-                       log_floor=style.positive_floor(curve["value"], 0.3))  # fmt: skip
+            style.band(
+                ax,
+                curve["hours"],
+                curve["value"] - half,
+                curve["value"] + half,
+                colour,
+                log_floor=style.positive_floor(curve["value"], 0.3),
+            )
             values += list(curve["value"])
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -78,10 +93,17 @@ def plot(efficiency: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo]
         ax.set_title(style.task_title(task))
         ax.legend(loc="upper right", fontsize=5.8)
     axes[0][0].set_ylabel(r"held-out $L_\mathrm{total}$")
-    fig.legend(handles=[Line2D([], [], color="0.3", ls="-", label="augmented (non-equivariant)"),
-                        Line2D([], [], color="0.3", ls="--", label="equivariant")],
-               loc="outside lower center", ncols=2, fontsize=6.5,
-               title="bands: ±1.96 SE over held-out examples", title_fontsize=6)  # fmt: skip
+    fig.legend(
+        handles=[
+            Line2D([], [], color="0.3", ls="-", label="augmented (non-equivariant)"),
+            Line2D([], [], color="0.3", ls="--", label="equivariant"),
+        ],
+        loc="outside lower center",
+        ncols=2,
+        fontsize=6.5,
+        title="bands: ±1.96 SE over held-out examples",
+        title_fontsize=6,
+    )
     return fig
 
 
@@ -93,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
     style.add_out_argument(parser)
     args = parser.parse_args(argv)
-    fig = plot(read_csvs([args.efficiency]), read_decomposition(args.decomposition),
-               read_runs(args.runs, args.manifests))  # fmt: skip
+    fig = plot(
+        read_csvs([args.efficiency]), read_decomposition(args.decomposition), read_runs(args.runs, args.manifests)
+    )
     style.save(fig, args.out)
     return 0
 

@@ -48,12 +48,20 @@ def plot_percent_panel(ax, table: pd.DataFrame, runs: dict[str, RunInfo], task_r
             if largest < VISIBLE_PERCENT:
                 notes.append(f"{base.family} ({base.equivariance}):\n≤ {largest:.0e}% at every step")
                 continue
-            ax.plot(curve["step"], curve["value"], color=colour, ls="--", marker="s", ms=2.5,
-                    label=f"{base.family} ({base.equivariance}), seed {base.seed}")  # fmt: skip
+            ax.plot(
+                curve["step"],
+                curve["value"],
+                color=colour,
+                ls="--",
+                marker="s",
+                ms=2.5,
+                label=f"{base.family} ({base.equivariance}), seed {base.seed}",
+            )
             shown += list(curve["value"])
             continue
-        group = [r for r in runs.values() if r.name == base.name or (r.base_run == base.name
-                                                                      and r.sweep_factor == "seed")]  # fmt: skip
+        group = [
+            r for r in runs.values() if r.name == base.name or (r.base_run == base.name and r.sweep_factor == "seed")
+        ]
         curves = [series(table, r.name, QUANTITY) for r in group]
         present = [(r, c) for r, c in zip(group, curves, strict=True) if not c.empty]
         if not present:
@@ -61,8 +69,14 @@ def plot_percent_panel(ax, table: pd.DataFrame, runs: dict[str, RunInfo], task_r
         aggregated = aggregate_seeds([c for _, c in present])
         max_step = max(max_step, float(aggregated["step"].max()))
         shown += list(aggregated["value"]) + list(aggregated["high"])
-        ax.plot(aggregated["step"], aggregated["value"], color=colour, marker="o", ms=2.5,
-                label=f"{base.family},\n{seed_label([r for r, _ in present])}")  # fmt: skip
+        ax.plot(
+            aggregated["step"],
+            aggregated["value"],
+            color=colour,
+            marker="o",
+            ms=2.5,
+            label=f"{base.family},\n{seed_label([r for r, _ in present])}",
+        )
         floor = style.positive_floor(aggregated["value"], 0.05)
         style.band(ax, aggregated["step"], aggregated["low"], aggregated["high"], colour, log_floor=floor)
     if notes:
@@ -81,8 +95,9 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
     tasks = [task for task in sorted(by_task) if any(series(table, r.name, QUANTITY).size for r in by_task[task])]
     if not tasks:
         raise ValueError("no decomposition rows for any base run")
-    fig, axes = style.figure(ncols=len(tasks), panel_height=2.2,
-                             width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN)  # fmt: skip
+    fig, axes = style.figure(
+        ncols=len(tasks), panel_height=2.2, width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN
+    )
     for ax, task in zip(axes[0], tasks, strict=True):
         ax.set_yscale("log")
         style.mark_paper_window(ax, label=False)
@@ -94,9 +109,15 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
             ax.legend(loc="upper right", fontsize=5.8, handlelength=1.4)
 
     axes[0][0].set_ylabel(r"$100\,L_\mathrm{equiv}/L_\mathrm{total}$ (% of held-out loss)")
-    fig.legend(handles=[Line2D([], [], color="0.35", ls=":", lw=1.0, label="2% (paper)"),
-                        Patch(color="0.9", label="paper: 2% reached within 1k–10k steps")],
-               loc="outside lower center", ncols=2, fontsize=6.5)  # fmt: skip
+    fig.legend(
+        handles=[
+            Line2D([], [], color="0.35", ls=":", lw=1.0, label="2% (paper)"),
+            Patch(color="0.9", label="paper: 2% reached within 1k–10k steps"),
+        ],
+        loc="outside lower center",
+        ncols=2,
+        fontsize=6.5,
+    )
     return fig
 
 

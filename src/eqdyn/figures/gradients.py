@@ -40,8 +40,10 @@ def gradient_series(table: pd.DataFrame, run: str, quantity: str) -> pd.DataFram
 
 def analysed_runs(table: pd.DataFrame, runs: dict[str, RunInfo]) -> list[RunInfo]:
     names = set(table["run"]) if not table.empty else set()
-    return sorted((r for r in runs.values() if r.name in names and r.is_base and not r.equivariant),
-                  key=lambda r: (r.task, r.name))  # fmt: skip
+    return sorted(
+        (r for r in runs.values() if r.name in names and r.is_base and not r.equivariant),
+        key=lambda r: (r.task, r.name),
+    )
 
 
 def _over_steps(ax, curve: pd.DataFrame, colour: str) -> None:
@@ -56,8 +58,12 @@ def _scatter_by_step(ax, x: pd.Series, y: pd.Series, steps: pd.Series, norm) -> 
     ax.scatter(x, y, c=np.log10(steps.clip(lower=1)), cmap="viridis", norm=norm, s=10, zorder=2)
 
 
-COLUMN_TITLES = ("gradient-norm share", "gradient alignment", "equivariance error\nagainst distance",
-                 "descriptive trajectory\n(not a test)")  # fmt: skip
+COLUMN_TITLES = (
+    "gradient-norm share",
+    "gradient alignment",
+    "equivariance error\nagainst distance",
+    "descriptive trajectory\n(not a test)",
+)
 
 
 def plot(gradients: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo]):
@@ -71,8 +77,9 @@ def plot(gradients: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo])
     # above each row of panels a heading row of no height whose title names the run: constrained layout makes room
     # for a title's height but not its width, so the run's name over each panel ran into the neighbouring panels
     grid = fig.add_gridspec(2 * len(chosen), ncols, height_ratios=[1e-3, 1] * len(chosen))
-    axes_grid = np.array([[fig.add_subplot(grid[2 * row + 1, column]) for column in range(ncols)]
-                          for row in range(len(chosen))])  # fmt: skip
+    axes_grid = np.array(
+        [[fig.add_subplot(grid[2 * row + 1, column]) for column in range(ncols)] for row in range(len(chosen))]
+    )
     max_step = max(float(gradients["step"].max()), 10.0)
     norm = mpl.colors.Normalize(vmin=0, vmax=np.log10(max_step))
     for row, run in enumerate(chosen):
@@ -84,9 +91,10 @@ def plot(gradients: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo])
             ax.set_title(column_title, fontsize=6.5, color="0.25")
         colour = style.family_colour(run.family)
         share, cosine = (gradient_series(gradients, run.name, q) for q in ("grad_share_equiv", "grad_cosine"))
-        for ax, curve, label, limits in ((axes[0], share, r"share of $L_\mathrm{equiv}$", (0, 1)),
-                                         (axes[1], cosine, "cos(∇$L_\\mathrm{mean}$, ∇$L_\\mathrm{equiv}$)",
-                                          (-1, 1))):  # fmt: skip
+        for ax, curve, label, limits in (
+            (axes[0], share, r"share of $L_\mathrm{equiv}$", (0, 1)),
+            (axes[1], cosine, "cos(∇$L_\\mathrm{mean}$, ∇$L_\\mathrm{equiv}$)", (-1, 1)),
+        ):
             if curve.empty:
                 style.empty_panel(ax, "not in the gradient table")
                 continue
@@ -121,8 +129,9 @@ def plot(gradients: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo])
                 ax.set_ylabel(r"held-out $L_\mathrm{equiv}$")
                 style.value_axis(ax, "x", joined["value_norm"])
                 style.value_axis(ax, "y", joined["value_equiv"])
-    colourbar = fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes_grid[-1, 2:], shrink=0.8,
-                             location="bottom", aspect=30)  # fmt: skip
+    colourbar = fig.colorbar(
+        mpl.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=axes_grid[-1, 2:], shrink=0.8, location="bottom", aspect=30
+    )
     colourbar.set_label(r"checkpoint: $\log_{10}$ training step" + "\n(steps 0 and 1 at 0)", fontsize=6.5)
     return fig
 
@@ -135,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
     style.add_out_argument(parser)
     args = parser.parse_args(argv)
-    fig = plot(read_csvs(args.gradients), read_decomposition(args.decomposition),
-               read_runs(args.runs, args.manifests))  # fmt: skip
+    fig = plot(read_csvs(args.gradients), read_decomposition(args.decomposition), read_runs(args.runs, args.manifests))
     style.save(fig, args.out)
     return 0
 

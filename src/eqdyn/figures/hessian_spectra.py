@@ -29,10 +29,14 @@ from eqdyn.figures.tables import RunInfo, read_csvs, read_runs
 LOSS_COLOURS = {"mean": style.QUANTITY_COLOURS["mean"], "equiv": style.QUANTITY_COLOURS["equiv"]}
 STEP_COLOURS = (style.OKABE_ITO["sky_blue"], style.OKABE_ITO["green"], style.OKABE_ITO["vermillion"])
 # (quantity, convergence flag, line style, marker, legend label, sign): the curves of the two right-hand panels
-CURVATURE = (("lambda_max", "lambda_max_converged", "-", "o", r"$\lambda_\mathrm{max}$", 1.0),
-             ("lambda_min", "lambda_min_converged", ":", "v", r"$|\lambda_\mathrm{min}|$", -1.0))  # fmt: skip
-CONDITIONING = (("kappa_10", "kappa_10_converged", "-", "s", r"$\kappa_{10}$", 1.0),
-                ("kappa_100", "kappa_100_converged", "--", "D", r"$\kappa_{100}$", 1.0))  # fmt: skip
+CURVATURE = (
+    ("lambda_max", "lambda_max_converged", "-", "o", r"$\lambda_\mathrm{max}$", 1.0),
+    ("lambda_min", "lambda_min_converged", ":", "v", r"$|\lambda_\mathrm{min}|$", -1.0),
+)
+CONDITIONING = (
+    ("kappa_10", "kappa_10_converged", "-", "s", r"$\kappa_{10}$", 1.0),
+    ("kappa_100", "kappa_100_converged", "--", "D", r"$\kappa_{100}$", 1.0),
+)
 
 
 def summary_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -92,8 +96,13 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
                 rows = rows.sort_values("eigenvalue")
                 mass = negative_mass(table, name, loss, step)
                 label = f"step {step}" + (f", {100 * mass:.0f}% < 0" if np.isfinite(mass) else "")
-                ax.plot(rows["eigenvalue"], rows["density"].clip(lower=1e-12), color=STEP_COLOURS[index], lw=1.0,
-                        label=label)  # fmt: skip
+                ax.plot(
+                    rows["eigenvalue"],
+                    rows["density"].clip(lower=1e-12),
+                    color=STEP_COLOURS[index],
+                    lw=1.0,
+                    label=label,
+                )
             ax.set_yscale("log")
             low, high = ax.get_ylim()
             ax.set_ylim(low, high * (high / low) ** 0.45)  # headroom for the legend
@@ -103,9 +112,10 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
             ax.legend(loc="upper right", fontsize=5.5)
         ax_mean.set_ylabel("density")
         max_step = table.loc[table["run"] == name, "step"].max()
-        for ax, curves, label, heading in ((ax_curvature, CURVATURE, "eigenvalue, absolute", "curvature"),
-                                           (ax_kappa, CONDITIONING, r"$\kappa_k = \lambda_1/\lambda_k$",
-                                            "condition numbers")):  # fmt: skip
+        for ax, curves, label, heading in (
+            (ax_curvature, CURVATURE, "eigenvalue, absolute", "curvature"),
+            (ax_kappa, CONDITIONING, r"$\kappa_k = \lambda_1/\lambda_k$", "condition numbers"),
+        ):
             for loss in ("mean", "equiv"):
                 for quantity, flag, ls, marker, key, sign in curves:
                     curve = quantity_series(table, name, loss, quantity)
@@ -114,16 +124,35 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
                     flags = flag_series(table, name, loss, flag)
                     converged = np.array([flags.get(int(s), 0.0) >= 1.0 for s in curve["step"]])
                     _curve(ax, curve, sign, LOSS_COLOURS[loss], ls, marker, converged)
-                    drawn.setdefault(loss, Line2D([], [], color=LOSS_COLOURS[loss], lw=1.5,
-                                                  label=style.QUANTITY_LABELS[loss]))  # fmt: skip
+                    drawn.setdefault(
+                        loss, Line2D([], [], color=LOSS_COLOURS[loss], lw=1.5, label=style.QUANTITY_LABELS[loss])
+                    )
                     # the key's marker is filled if any converged point of this quantity is drawn, else hollow
                     if converged.any() or quantity not in drawn:
-                        drawn[quantity] = Line2D([], [], color="0.3", ls=ls, marker=marker, ms=3, label=key,
-                                                 markerfacecolor=None if converged.any() else "none")  # fmt: skip
+                        drawn[quantity] = Line2D(
+                            [],
+                            [],
+                            color="0.3",
+                            ls=ls,
+                            marker=marker,
+                            ms=3,
+                            label=key,
+                            markerfacecolor=None if converged.any() else "none",
+                        )
                     if not converged.all():
-                        drawn.setdefault("hollow", Line2D([], [], color="0.3", ls="none", marker=marker, ms=3,
-                                                          markerfacecolor="none",
-                                                          label="not converged in every repeat"))  # fmt: skip
+                        drawn.setdefault(
+                            "hollow",
+                            Line2D(
+                                [],
+                                [],
+                                color="0.3",
+                                ls="none",
+                                marker=marker,
+                                ms=3,
+                                markerfacecolor="none",
+                                label="not converged in every repeat",
+                            ),
+                        )
             shown = [abs(v) for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v) and v != 0]
             if not shown:
                 style.empty_panel(ax, f"no {heading}\nin the table")
@@ -136,9 +165,14 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
     order = ("mean", "equiv", "lambda_max", "lambda_min", "kappa_10", "kappa_100", "hollow")
     handles = [drawn[key] for key in order if key in drawn]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 7), fontsize=6.5,
-                   title="right: bands are 95% t intervals over repeats (resampled batches and rotations)",
-                   title_fontsize=6)  # fmt: skip
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=min(len(handles), 7),
+            fontsize=6.5,
+            title="right: bands are 95% t intervals over repeats (resampled batches and rotations)",
+            title_fontsize=6,
+        )
     return fig
 
 
@@ -151,8 +185,9 @@ def _curve(ax, curve: pd.DataFrame, sign: float, colour: str, ls: str, marker: s
     else:
         ax.plot(steps, value, color=colour, ls=ls, lw=1.0, marker=marker, ms=3, markevery=list(converged))
     if converged.any() and (~converged).any():
-        ax.plot(steps[~converged], value[~converged], color=colour, ls="none", marker=marker, ms=3,
-                markerfacecolor="none")  # fmt: skip
+        ax.plot(
+            steps[~converged], value[~converged], color=colour, ls="none", marker=marker, ms=3, markerfacecolor="none"
+        )
     low, high = sign * curve["ci_low"].to_numpy(dtype=float), sign * curve["ci_high"].to_numpy(dtype=float)
     if sign < 0:
         low, high = high, low

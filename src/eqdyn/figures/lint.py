@@ -53,8 +53,15 @@ logger = logging.getLogger(__name__)
 
 TOLERANCE_PX = 0.5  # overlaps and overhangs smaller than this (at the figure's dpi) are rounding, not defects
 COLOUR_TOLERANCE = 0.02  # per RGB channel
-FIGURE_MODULES = ("equiv_percent", "loss_decomposition", "robustness", "twirling", "hessian_spectra", "efficiency",
-                  "gradients")  # fmt: skip
+FIGURE_MODULES = (
+    "equiv_percent",
+    "loss_decomposition",
+    "robustness",
+    "twirling",
+    "hessian_spectra",
+    "efficiency",
+    "gradients",
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +87,11 @@ def lint_figure(fig: Figure, tolerance_px: float = TOLERANCE_PX) -> list[FigureD
     """Every defect of the figure as drawn; an empty list for a clean figure."""
     fig.canvas.draw()
     drawn = _DrawnTexts(fig)
-    defects = [defect for axis_name, labels in drawn.tick_labels.items()
-               for defect in _tick_overlaps(labels, drawn.renderer, axis_name, tolerance_px)]  # fmt: skip
+    defects = [
+        defect
+        for axis_name, labels in drawn.tick_labels.items()
+        for defect in _tick_overlaps(labels, drawn.renderer, axis_name, tolerance_px)
+    ]
     defects += _text_defects(drawn, tolerance_px)
     defects += _overlapping_texts(drawn, tolerance_px)
     for ax in fig.axes:
@@ -128,12 +138,20 @@ def _text_defects(drawn: _DrawnTexts, tolerance_px: float) -> list[FigureDefect]
     for text in drawn.texts + drawn.ticks:
         offending = backslash_outside_math(text.get_text())
         if offending is not None:
-            defects.append(FigureDefect("escape", drawn.place(text), f"backslash outside $...$ at {offending!r} in "
-                                                                     f"{text.get_text()!r}"))  # fmt: skip
+            defects.append(
+                FigureDefect(
+                    "escape", drawn.place(text), f"backslash outside $...$ at {offending!r} in {text.get_text()!r}"
+                )
+            )
         box = drawn.extent(text)
         if _overhang(box, canvas) > tolerance_px:
-            defects.append(FigureDefect("outside_canvas", drawn.place(text), f"{text.get_text()!r} reaches past the "
-                                        f"figure edge ({_describe_overhang(box, canvas)})"))  # fmt: skip
+            defects.append(
+                FigureDefect(
+                    "outside_canvas",
+                    drawn.place(text),
+                    f"{text.get_text()!r} reaches past the figure edge ({_describe_overhang(box, canvas)})",
+                )
+            )
     return defects
 
 
@@ -141,8 +159,10 @@ def _overlapping_texts(drawn: _DrawnTexts, tolerance_px: float) -> list[FigureDe
     """Texts outside legends, and each legend as one box, overlapping each other or any tick label."""
     outside_legends = [t for t in drawn.texts if id(t) not in drawn.in_legends]
     boxes = [(drawn.place(t), repr(t.get_text()), drawn.extent(t)) for t in outside_legends]
-    boxes += [(_legend_place(legend, drawn.names), "legend", legend.get_window_extent(drawn.renderer))
-              for legend in drawn.legends]  # fmt: skip
+    boxes += [
+        (_legend_place(legend, drawn.names), "legend", legend.get_window_extent(drawn.renderer))
+        for legend in drawn.legends
+    ]
     ticks = [(tick, drawn.extent(tick)) for tick in drawn.ticks]
     defects = []
     for i, (where_a, what_a, box_a) in enumerate(boxes):
@@ -151,8 +171,13 @@ def _overlapping_texts(drawn: _DrawnTexts, tolerance_px: float) -> list[FigureDe
                 defects.append(FigureDefect("text_overlap", where_a, f"{what_a} overlaps {what_b} ({where_b})"))
         for tick, box in ticks:
             if _intersection(box_a, box) > tolerance_px:
-                defects.append(FigureDefect("text_overlap", where_a, f"{what_a} overlaps tick label "
-                                            f"{tick.get_text()!r} ({drawn.place(tick)})"))  # fmt: skip
+                defects.append(
+                    FigureDefect(
+                        "text_overlap",
+                        where_a,
+                        f"{what_a} overlaps tick label {tick.get_text()!r} ({drawn.place(tick)})",
+                    )
+                )
     return defects
 
 
@@ -165,14 +190,20 @@ def _spills_out_of_axes(ax: Axes, drawn: _DrawnTexts, tolerance_px: float) -> li
         if _drawn(text) and text.get_transform() is ax.transAxes:
             overhang = _overhang(drawn.extent(text), ax.bbox)
             if overhang > tolerance_px:
-                defects.append(FigureDefect("axes_text_spill", drawn.names[id(ax)], f"{text.get_text()!r} reaches "
-                                            f"{overhang:.1f} px past the axes"))  # fmt: skip
+                defects.append(
+                    FigureDefect(
+                        "axes_text_spill",
+                        drawn.names[id(ax)],
+                        f"{text.get_text()!r} reaches {overhang:.1f} px past the axes",
+                    )
+                )
     legend = ax.get_legend()
     if legend is not None and legend.get_visible() and legend.get_bbox_to_anchor().bounds == ax.bbox.bounds:
         overhang = _overhang(legend.get_window_extent(drawn.renderer), ax.bbox)
         if overhang > tolerance_px:
-            defects.append(FigureDefect("axes_text_spill", drawn.names[id(ax)],
-                                        f"legend reaches {overhang:.1f} px past the axes"))  # fmt: skip
+            defects.append(
+                FigureDefect("axes_text_spill", drawn.names[id(ax)], f"legend reaches {overhang:.1f} px past the axes")
+            )
     return defects
 
 
@@ -192,9 +223,15 @@ def _empty_legend_entries(fig: Figure, drawn: _DrawnTexts) -> list[FigureDefect]
                     )
                 )
             elif not any(_stands_for(handle, artist) for ax in scope for artist in _data_artists(ax)):
-                defects.append(FigureDefect("empty_legend_entry", where, f"{text.get_text()!r}: no "
-                                            f"{_handle_description(handle)} with data is drawn in "
-                                            f"{'its axes' if len(scope) == 1 else 'any axes'}"))  # fmt: skip
+                defects.append(
+                    FigureDefect(
+                        "empty_legend_entry",
+                        where,
+                        f"{text.get_text()!r}: no "
+                        f"{_handle_description(handle)} with data is drawn in "
+                        f"{'its axes' if len(scope) == 1 else 'any axes'}",
+                    )
+                )
     return defects
 
 
@@ -285,18 +322,32 @@ def study_figure_arguments(study: Path, out_dir: Path) -> dict[str, list[str]]:
     def out(name: str) -> list[str]:
         return ["--out", str(Path(out_dir) / f"{name}.png")]
 
-    common = ["--decomposition", *map(str, decomposition), "--runs", *map(str, runs), "--manifests",
-              *map(str, manifests)]  # fmt: skip
-    arguments = {name: [*common, *out(name)] for name in ("equiv_percent", "loss_decomposition", "robustness",
-                                                           "twirling")}  # fmt: skip
+    common = [
+        "--decomposition",
+        *map(str, decomposition),
+        "--runs",
+        *map(str, runs),
+        "--manifests",
+        *map(str, manifests),
+    ]
+    arguments = {
+        name: [*common, *out(name)] for name in ("equiv_percent", "loss_decomposition", "robustness", "twirling")
+    }
     examples = sorted(study.glob("analysis/decomposition/*_examples.csv.gz"))
     if examples:  # as the workflow's twirling rule: per-example losses, and the timings where there are some
         arguments["twirling"][-2:-2] = ["--examples", *map(str, examples)]
     if examples and efficiency.exists():
         arguments["twirling"][-2:-2] = ["--efficiency", str(efficiency)]
     if hessian:
-        arguments["hessian_spectra"] = ["--hessian", *map(str, hessian), "--density", *map(str, density), "--runs",
-                                        *map(str, runs), *out("hessian_spectra")]  # fmt: skip
+        arguments["hessian_spectra"] = [
+            "--hessian",
+            *map(str, hessian),
+            "--density",
+            *map(str, density),
+            "--runs",
+            *map(str, runs),
+            *out("hessian_spectra"),
+        ]
     if efficiency.exists():
         arguments["efficiency"] = ["--efficiency", str(efficiency), *common, *out("efficiency")]
     if gradients:
@@ -329,8 +380,10 @@ def _drawn_tick_labels(ax: Axes, axis: Axis) -> list[Text]:
     low, high = sorted(transform.transform(np.asarray(axis.get_view_interval(), dtype=float)))
     slack = 1e-9 * max(abs(high - low), 1e-300)
     labels = []
-    for locs, ticks in ((axis.get_majorticklocs(), axis.get_major_ticks), (axis.get_minorticklocs(),
-                                                                           axis.get_minor_ticks)):  # fmt: skip
+    for locs, ticks in (
+        (axis.get_majorticklocs(), axis.get_major_ticks),
+        (axis.get_minorticklocs(), axis.get_minor_ticks),
+    ):
         locs = np.asarray(locs, dtype=float)
         if not len(locs):
             continue
@@ -339,8 +392,9 @@ def _drawn_tick_labels(ax: Axes, axis: Axis) -> list[Text]:
         for position, tick in zip(positions, ticks(len(locs)), strict=True):
             if not np.isfinite(position) or not low - slack <= position <= high + slack or not tick.get_visible():
                 continue
-            labels += [label for label in (tick.label1, tick.label2)
-                       if label.get_visible() and label.get_text().strip()]  # fmt: skip
+            labels += [
+                label for label in (tick.label1, tick.label2) if label.get_visible() and label.get_text().strip()
+            ]
     return labels
 
 
@@ -391,8 +445,7 @@ def _text_over_data(ax: Axes, renderer, where: str, tolerance_px: float) -> list
     for what, box in covers:
         inner = (box.x0 + tolerance_px, box.x1 - tolerance_px, box.y0 + tolerance_px, box.y1 - tolerance_px)
         for artist, xy in points:
-            inside = ((xy[:, 0] > inner[0]) & (xy[:, 0] < inner[1]) & (xy[:, 1] > inner[2])
-                      & (xy[:, 1] < inner[3]))  # fmt: skip
+            inside = (xy[:, 0] > inner[0]) & (xy[:, 0] < inner[1]) & (xy[:, 1] > inner[2]) & (xy[:, 1] < inner[3])
             if inside.any():
                 label = artist.get_label()
                 name = f" {label!r}" if isinstance(label, str) and label and not label.startswith("_") else ""
@@ -424,16 +477,18 @@ def _stands_for(handle: Artist, artist: Artist) -> bool:
         has_line, has_marker = _has_line(handle), _has_marker(handle)
         if has_line and (not _has_line(artist) or handle.get_linestyle() != artist.get_linestyle()):
             return False
-        if has_marker and (not _has_marker(artist) or handle.get_marker() != artist.get_marker()
-                           or _hollow(handle) != _hollow(artist)):  # fmt: skip
+        if has_marker and (
+            not _has_marker(artist) or handle.get_marker() != artist.get_marker() or _hollow(handle) != _hollow(artist)
+        ):
             return False
         if not has_line and not has_marker:
             return False
         colour = handle.get_color() if has_line else handle.get_markeredgecolor()
         if _achromatic(colour):
             return True
-        candidates = [artist.get_color()] + ([artist.get_markeredgecolor(), artist.get_markerfacecolor()]
-                                             if _has_marker(artist) else [])  # fmt: skip
+        candidates = [artist.get_color()] + (
+            [artist.get_markeredgecolor(), artist.get_markerfacecolor()] if _has_marker(artist) else []
+        )
         return any(_same_colour(colour, c) for c in candidates)
     if isinstance(handle, Patch):
         if isinstance(artist, Patch):
@@ -519,8 +574,12 @@ def _text_extent(text: Text, renderer) -> Bbox:
 def _tick_overlaps(labels: list[Text], renderer, where: str, tolerance_px: float) -> list[FigureDefect]:
     """One defect per axis whose tick labels overlap, naming the first few overlapping pairs."""
     boxes = [(label.get_text(), label.get_window_extent(renderer)) for label in labels]
-    pairs = [(a, b) for i, (a, box_a) in enumerate(boxes) for b, box_b in boxes[i + 1 :]
-             if _intersection(box_a, box_b) > tolerance_px]  # fmt: skip
+    pairs = [
+        (a, b)
+        for i, (a, box_a) in enumerate(boxes)
+        for b, box_b in boxes[i + 1 :]
+        if _intersection(box_a, box_b) > tolerance_px
+    ]
     if not pairs:
         return []
     shown = "; ".join(f"{a!r} and {b!r}" for a, b in pairs[:3])
@@ -540,8 +599,12 @@ def _overhang(inner: BboxBase, outer: BboxBase) -> float:
 
 
 def _describe_overhang(inner: BboxBase, outer: BboxBase) -> str:
-    sides = {"left": outer.x0 - inner.x0, "right": inner.x1 - outer.x1, "bottom": outer.y0 - inner.y0,
-             "top": inner.y1 - outer.y1}  # fmt: skip
+    sides = {
+        "left": outer.x0 - inner.x0,
+        "right": inner.x1 - outer.x1,
+        "bottom": outer.y0 - inner.y0,
+        "top": inner.y1 - outer.y1,
+    }
     return ", ".join(f"{side} by {value:.1f} px" for side, value in sides.items() if value > 0)
 
 
@@ -569,14 +632,25 @@ def main(argv: list[str] | None = None) -> int:
         jobs = {argv[0]: argv[1:]}
         study = None
     else:
-        parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                         allow_abbrev=False)  # fmt: skip
-        parser.add_argument("--study", type=Path, required=True,
-                            help="a results/<study> directory: lint every figure it has tables for")  # fmt: skip
-        parser.add_argument("--out-dir", type=Path, default=Path("figures-lint"),
-                            help="where the figures are written (default: ./figures-lint)")  # fmt: skip
-        parser.add_argument("--modules", nargs="+", choices=FIGURE_MODULES, default=list(FIGURE_MODULES),
-                            help="only these figure modules (default: all)")  # fmt: skip
+        parser = argparse.ArgumentParser(
+            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+        )
+        parser.add_argument(
+            "--study", type=Path, required=True, help="a results/<study> directory: lint every figure it has tables for"
+        )
+        parser.add_argument(
+            "--out-dir",
+            type=Path,
+            default=Path("figures-lint"),
+            help="where the figures are written (default: ./figures-lint)",
+        )
+        parser.add_argument(
+            "--modules",
+            nargs="+",
+            choices=FIGURE_MODULES,
+            default=list(FIGURE_MODULES),
+            help="only these figure modules (default: all)",
+        )
         args = parser.parse_args(argv)
         study = args.study
         jobs = {m: a for m, a in study_figure_arguments(study, args.out_dir).items() if m in args.modules}

@@ -35,8 +35,11 @@ def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
         round_off = ratio < ROUND_OFF_RATIO
         if round_off:
             # two lines: a raw f-string would print its "\n" as two characters
-            notes.append(rf"$L_\mathrm{{equiv}}/L_\mathrm{{total}}$ ≤ {ratio:.0e}" + "\n"
-                         + r"(round-off): $L_\mathrm{mean} = L_\mathrm{total}$")  # fmt: skip
+            notes.append(
+                rf"$L_\mathrm{{equiv}}/L_\mathrm{{total}}$ ≤ {ratio:.0e}"
+                + "\n"
+                + r"(round-off): $L_\mathrm{mean} = L_\mathrm{total}$"
+            )
     for quantity in QUANTITIES:
         curve = series(table, run.name, quantity)
         if curve.empty or (round_off and quantity == "equiv"):
@@ -48,8 +51,16 @@ def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
         curve = curve[positive]
         colour = style.QUANTITY_COLOURS[quantity]
         dashed = quantity == "mean"  # drawn over L_total, which it equals for an equivariant model
-        ax.plot(curve["step"], curve["value"], color=colour, marker="o", ms=2.2, ls="--" if dashed else "-",
-                label=style.QUANTITY_LABELS[quantity], zorder=3 if dashed else 2)  # fmt: skip
+        ax.plot(
+            curve["step"],
+            curve["value"],
+            color=colour,
+            marker="o",
+            ms=2.2,
+            ls="--" if dashed else "-",
+            label=style.QUANTITY_LABELS[quantity],
+            zorder=3 if dashed else 2,
+        )
         if round_off and quantity == "mean":
             continue  # its band is L_total's
         half = Z95 * curve["stderr"].to_numpy(dtype=float)
@@ -62,21 +73,35 @@ def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
             high *= (high / low) ** (0.2 * len(notes))
         style.log_limits(ax, low, high)
     if notes:
-        ax.text(0.97, 0.97, "\n".join(notes), transform=ax.transAxes, fontsize=5.8, color="0.25", va="top",
-                ha="right", linespacing=1.3)  # fmt: skip
+        ax.text(
+            0.97,
+            0.97,
+            "\n".join(notes),
+            transform=ax.transAxes,
+            fontsize=5.8,
+            color="0.25",
+            va="top",
+            ha="right",
+            linespacing=1.3,
+        )
     return max_step
 
 
 def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
     by_task = base_runs_by_task(runs)
-    by_task = {task: [r for r in task_runs if not series(table, r.name, "total").empty]
-               for task, task_runs in by_task.items()}  # fmt: skip
+    by_task = {
+        task: [r for r in task_runs if not series(table, r.name, "total").empty] for task, task_runs in by_task.items()
+    }
     tasks = [task for task in sorted(by_task) if by_task[task]]
     if not tasks:
         raise ValueError("no decomposition rows for any base run")
     nrows = max(len(by_task[task]) for task in tasks)
-    fig, axes = style.figure(ncols=len(tasks), nrows=nrows, panel_height=1.75,
-                             width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN)  # fmt: skip
+    fig, axes = style.figure(
+        ncols=len(tasks),
+        nrows=nrows,
+        panel_height=1.75,
+        width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN,
+    )
     for column, task in enumerate(tasks):
         for row in range(nrows):
             ax = axes[row][column]
@@ -99,8 +124,15 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=7,
-               title="bands: ±1.96 SE over held-out examples", title_fontsize=6.5)  # fmt: skip
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=len(labels),
+        fontsize=7,
+        title="bands: ±1.96 SE over held-out examples",
+        title_fontsize=6.5,
+    )
     return fig
 
 

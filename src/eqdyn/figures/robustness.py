@@ -58,8 +58,12 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
         raise ValueError("no size, dataset-size or optimizer sweep has decomposition rows")
     factors = [f for f in FACTORS if any(key[0] == f for key in swept)]
     bases = sorted({key[1] for key in swept}, key=lambda name: (runs[name].task, name))
-    fig, axes = style.figure(ncols=len(bases), nrows=len(factors), panel_height=1.85,
-                             width=style.ONE_COLUMN if len(bases) == 1 else style.TWO_COLUMN)  # fmt: skip
+    fig, axes = style.figure(
+        ncols=len(bases),
+        nrows=len(factors),
+        panel_height=1.85,
+        width=style.ONE_COLUMN if len(bases) == 1 else style.TWO_COLUMN,
+    )
     for row, factor in enumerate(factors):
         for column, base_name in enumerate(bases):
             ax = axes[row][column]
@@ -71,16 +75,19 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
             ax.set_yscale("log")
             style.mark_paper_window(ax, label=False)
             style.mark_threshold(ax, label=False)
-            steps, values = draw(ax, table, base, style.OKABE_ITO["black"], f"base: {factor_label(base, factor)}",
-                                 width=1.5)  # fmt: skip
+            steps, values = draw(
+                ax, table, base, style.OKABE_ITO["black"], f"base: {factor_label(base, factor)}", width=1.5
+            )
             for index, run in enumerate(members):
-                s, v = draw(ax, table, run, style.SWEEP_COLOURS[index % len(style.SWEEP_COLOURS)],
-                            factor_label(run, factor))  # fmt: skip
+                s, v = draw(
+                    ax, table, run, style.SWEEP_COLOURS[index % len(style.SWEEP_COLOURS)], factor_label(run, factor)
+                )
                 steps += s
                 values += v
             style.step_axis(ax, max(steps), extend_to_window=True)
-            style.log_limits(ax, min(style.positive_floor(values, 0.5), style.THRESHOLD_PERCENT / 3),
-                             min(max(values) * 4.0, 300.0))  # fmt: skip
+            style.log_limits(
+                ax, min(style.positive_floor(values, 0.5), style.THRESHOLD_PERCENT / 3), min(max(values) * 4.0, 300.0)
+            )
             style.percent_ticks(ax)
             ax.legend(loc="upper right", fontsize=5.8, handlelength=1.4)
             if row == 0:
@@ -89,10 +96,17 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
                 ax.set_ylabel(f"{FACTOR_TITLES[factor]}\n" + r"$100\,L_\mathrm{equiv}/L_\mathrm{total}$ (%)")
             if row < len(factors) - 1:
                 ax.set_xlabel("")
-    fig.legend(handles=[Line2D([], [], color="0.35", ls=":", lw=1.0, label="2% (paper)"),
-                        Patch(color="0.9", label="paper: 2% reached within 1k–10k steps")],
-               loc="outside lower center", ncols=2, fontsize=6.5,
-               title="bands: ±1.96 SE over held-out examples", title_fontsize=6.5)  # fmt: skip
+    fig.legend(
+        handles=[
+            Line2D([], [], color="0.35", ls=":", lw=1.0, label="2% (paper)"),
+            Patch(color="0.9", label="paper: 2% reached within 1k–10k steps"),
+        ],
+        loc="outside lower center",
+        ncols=2,
+        fontsize=6.5,
+        title="bands: ±1.96 SE over held-out examples",
+        title_fontsize=6.5,
+    )
     return fig
 
 

@@ -67,24 +67,26 @@ PAPER_STEP_WINDOW = (1_000, 10_000)
 def apply_style() -> None:
     """Seaborn's paper context with readable 8 pt text, vector-friendly fonts and no top/right spines."""
     sns.set_theme(context="paper", style="ticks", palette=list(OKABE_ITO.values()))
-    plt.rcParams.update({
-        "font.size": 8,
-        "axes.titlesize": 8.5,
-        "axes.labelsize": 8,
-        "xtick.labelsize": 7,
-        "ytick.labelsize": 7,
-        "legend.fontsize": 7,
-        "legend.frameon": False,
-        "lines.linewidth": 1.2,
-        "lines.markersize": 3,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "pdf.fonttype": 42,
-        "ps.fonttype": 42,
-        "savefig.bbox": "tight",
-        "savefig.pad_inches": 0.03,
-        "figure.dpi": 100,
-    })  # fmt: skip
+    plt.rcParams.update(
+        {
+            "font.size": 8,
+            "axes.titlesize": 8.5,
+            "axes.labelsize": 8,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "legend.fontsize": 7,
+            "legend.frameon": False,
+            "lines.linewidth": 1.2,
+            "lines.markersize": 3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "pdf.fonttype": 42,
+            "ps.fonttype": 42,
+            "savefig.bbox": "tight",
+            "savefig.pad_inches": 0.03,
+            "figure.dpi": 100,
+        }
+    )
 
 
 def family_colour(family: str) -> str:
@@ -101,8 +103,9 @@ def figure(ncols: int, nrows: int = 1, width: float | None = None, panel_height:
     """A grid of panels, one column wide for a single panel, two columns wide otherwise."""
     apply_style()
     width = width or (ONE_COLUMN if ncols == 1 else TWO_COLUMN)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel_height * nrows + 0.35), squeeze=False,
-                             layout="constrained", **kwargs)  # fmt: skip
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(width, panel_height * nrows + 0.35), squeeze=False, layout="constrained", **kwargs
+    )
     return fig, axes
 
 
@@ -181,8 +184,9 @@ def save(fig: Figure, out: str | Path, dpi: int = 220) -> tuple[Path, Path]:
 
 
 def add_out_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True,
-                        help="figure path; both <stem>.png and <stem>.pdf are written")  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, required=True, help="figure path; both <stem>.png and <stem>.pdf are written"
+    )
 
 
 def empty_panel(ax: Axes, message: str) -> None:

@@ -154,12 +154,19 @@ def aggregate_seeds(curves: Sequence[pd.DataFrame]) -> pd.DataFrame:
     if len(curves) == 1:
         curve = curves[0]
         half = Z95 * curve["stderr"].to_numpy(dtype=float)
-        return pd.DataFrame({"step": curve["step"], "value": curve["value"],
-                             "low": curve["value"] - half, "high": curve["value"] + half})  # fmt: skip
+        return pd.DataFrame(
+            {
+                "step": curve["step"],
+                "value": curve["value"],
+                "low": curve["value"] - half,
+                "high": curve["value"] + half,
+            }
+        )
     steps = sorted(set.intersection(*(set(c["step"]) for c in curves)))
     values = np.array([[c.set_index("step").loc[s, "value"] for s in steps] for c in curves], dtype=float)
-    return pd.DataFrame({"step": steps, "value": values.mean(axis=0), "low": values.min(axis=0),
-                         "high": values.max(axis=0)})  # fmt: skip
+    return pd.DataFrame(
+        {"step": steps, "value": values.mean(axis=0), "low": values.min(axis=0), "high": values.max(axis=0)}
+    )
 
 
 def base_runs_by_task(runs: dict[str, RunInfo]) -> dict[str, list[RunInfo]]:

@@ -59,25 +59,61 @@ def _plot_remedy(top, middle, comparisons: list[TwirlComparison], unit: str) -> 
     for (augmented, equivariant), offset in zip(pairs, offsets, strict=True):
         rows = [c for c in comparisons if (c.augmented, c.equivariant) == (augmented, equivariant)]
         k = np.array([c.k for c in rows], dtype=float) * 2**offset
-        top.errorbar(k, [c.augmented_loss for c in rows], yerr=[Z95 * c.augmented_se for c in rows], fmt="o-",
-                     color=AUGMENTED_COLOUR, ms=3.5, capsize=2, lw=1.0,
-                     label="augmented, twirled over $k$")  # fmt: skip
-        top.errorbar(k, [c.equivariant_loss for c in rows], yerr=[Z95 * c.equivariant_se for c in rows], fmt="s--",
-                     color=EQUIVARIANT_COLOUR, ms=3.2, capsize=2, lw=1.0,
-                     label="equivariant")  # fmt: skip
+        top.errorbar(
+            k,
+            [c.augmented_loss for c in rows],
+            yerr=[Z95 * c.augmented_se for c in rows],
+            fmt="o-",
+            color=AUGMENTED_COLOUR,
+            ms=3.5,
+            capsize=2,
+            lw=1.0,
+            label="augmented, twirled over $k$",
+        )
+        top.errorbar(
+            k,
+            [c.equivariant_loss for c in rows],
+            yerr=[Z95 * c.equivariant_se for c in rows],
+            fmt="s--",
+            color=EQUIVARIANT_COLOUR,
+            ms=3.2,
+            capsize=2,
+            lw=1.0,
+            label="equivariant",
+        )
         wins = np.array([c.outcome == "twirling" for c in rows])
-        middle.errorbar(k, [c.difference for c in rows], yerr=[Z95 * c.difference_se for c in rows], fmt="o",
-                        color="black", ms=3.5, capsize=2, label="augmented − equivariant (paired)")  # fmt: skip
+        middle.errorbar(
+            k,
+            [c.difference for c in rows],
+            yerr=[Z95 * c.difference_se for c in rows],
+            fmt="o",
+            color="black",
+            ms=3.5,
+            capsize=2,
+            label="augmented − equivariant (paired)",
+        )
         if wins.any():
-            middle.plot(k[wins], np.array([c.difference for c in rows])[wins], "o", color=AUGMENTED_COLOUR,
-                        ms=5.5, mfc="none", mew=1.2, label="twirling lower by > 1.96 SE")  # fmt: skip
+            middle.plot(
+                k[wins],
+                np.array([c.difference for c in rows])[wins],
+                "o",
+                color=AUGMENTED_COLOUR,
+                ms=5.5,
+                mfc="none",
+                mew=1.2,
+                label="twirling lower by > 1.96 SE",
+            )
     middle.axhline(0.0, color="0.4", lw=0.8, ls=":")
     ks = sorted({c.k for c in comparisons})
     for ax in (top, middle):
         _k_axis(ax, ks)
     budgets = sorted({c.budget for c in comparisons})
-    top.set_xlabel(f"$k$ (matched budget {budgets[0]:.3g}–{budgets[-1]:.3g} {unit})" if len(budgets) > 1
-                   else f"$k$ (matched budget {budgets[0]:.3g} {unit})", fontsize=6.5)  # fmt: skip
+    top.set_xlabel(
+        f"$k$ (matched budget {budgets[0]:.3g}–{budgets[-1]:.3g} {unit})"
+        if len(budgets) > 1
+        else f"$k$ (matched budget {budgets[0]:.3g} {unit})",
+        fontsize=6.5,
+    )
     middle.set_xlabel("test-time rotations $k$")
 
 
@@ -92,8 +128,16 @@ def _plot_unit_checks(ax, checks: list[UnitCheck], runs: dict[str, RunInfo]) -> 
         relative = np.array([100 * c.difference / c.expected for c in rows])
         relative_se = np.array([100 * c.difference_se / abs(c.expected) for c in rows])
         run = runs[name]
-        ax.errorbar(k, relative, yerr=Z95 * relative_se, fmt="D", color=style.family_colour(run.family), ms=3.0,
-                    capsize=2, label=f"code check: {run.family}")  # fmt: skip
+        ax.errorbar(
+            k,
+            relative,
+            yerr=Z95 * relative_se,
+            fmt="D",
+            color=style.family_colour(run.family),
+            ms=3.0,
+            capsize=2,
+            label=f"code check: {run.family}",
+        )
     ax.axhline(0.0, color="0.4", lw=0.8, ls=":")
     _k_axis(ax, sorted({c.k for c in checks}))
     steps = sorted({c.step for c in checks})
@@ -117,8 +161,12 @@ def plot(
         raise ValueError("no augmented base run has twirling rows, and no matched-cost comparison can be made")
     # the remedy rows only where some task has a matched-cost comparison; the code check row always
     nrows = 3 if comparisons else 1
-    fig, axes = style.figure(ncols=len(tasks), nrows=nrows, panel_height=1.75,
-                             width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN)  # fmt: skip
+    fig, axes = style.figure(
+        ncols=len(tasks),
+        nrows=nrows,
+        panel_height=1.75,
+        width=style.ONE_COLUMN if len(tasks) == 1 else style.TWO_COLUMN,
+    )
     for column, task in enumerate(tasks):
         axes[0][column].set_title(style.task_title(task))
         if comparisons:
@@ -144,9 +192,15 @@ def plot(
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2 if nrows == 1 else 3,
-                   fontsize=6.0, title="bars: ±1.96 SE over the same held-out examples (paired for differences)",
-                   title_fontsize=6)  # fmt: skip
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="outside lower center",
+            ncols=2 if nrows == 1 else 3,
+            fontsize=6.0,
+            title="bars: ±1.96 SE over the same held-out examples (paired for differences)",
+            title_fontsize=6,
+        )
     return fig
 
 

@@ -130,8 +130,10 @@ def matched_comparisons(
     cost_unit(efficiency)  # CPU and GPU timings mixed have no common unit: refuse
     timed = set(efficiency.loc[pd.to_numeric(efficiency[FORWARD_COLUMN], errors="coerce").notna(), "run"])
     evaluated = set(examples["run"])
-    base = sorted((r for r in runs.values() if r.is_base and r.name in timed and r.name in evaluated),
-                  key=lambda r: (r.task, r.name))  # fmt: skip
+    base = sorted(
+        (r for r in runs.values() if r.is_base and r.name in timed and r.name in evaluated),
+        key=lambda r: (r.task, r.name),
+    )
     for augmented in (r for r in base if not r.equivariant):
         for equivariant in (r for r in base if r.equivariant and r.task == augmented.task):
             aug_rows = examples[examples["run"] == augmented.name]
@@ -168,11 +170,28 @@ def matched_comparisons(
                 mean_d, se_d = _mean_se(difference[keep])
                 both = np.isfinite(narrowing)
                 mean_n, se_n = _mean_se(narrowing[both]) if both.sum() > 1 else (float("nan"), float("nan"))
-                comparisons.append(TwirlComparison(
-                    augmented.task, augmented.name, equivariant.name, k, float(budget), step_a, step_e,
-                    float(aug_costs[aug_steps == step_a][0]), float(eq_costs[eq_steps == step_e][0]),
-                    int(keep.sum()), mean_a, se_a, mean_e, se_e, mean_d, se_d, mean_n, se_n,
-                ))  # fmt: skip
+                comparisons.append(
+                    TwirlComparison(
+                        augmented.task,
+                        augmented.name,
+                        equivariant.name,
+                        k,
+                        float(budget),
+                        step_a,
+                        step_e,
+                        float(aug_costs[aug_steps == step_a][0]),
+                        float(eq_costs[eq_steps == step_e][0]),
+                        int(keep.sum()),
+                        mean_a,
+                        se_a,
+                        mean_e,
+                        se_e,
+                        mean_d,
+                        se_d,
+                        mean_n,
+                        se_n,
+                    )
+                )
     return comparisons, notes
 
 
@@ -205,9 +224,11 @@ def unit_checks(table: pd.DataFrame, runs: dict[str, RunInfo]) -> list[UnitCheck
             continue
         step = int(rows["step"].max())
         at = rows[rows["step"] == step].set_index("k").sort_index()
-        expected = table[(table["run"] == run.name) & (table["step"] == step)
-                         & (table["quantity"] == "twirled_loss_predicted")].set_index("k")["value"]  # fmt: skip
+        expected = table[
+            (table["run"] == run.name) & (table["step"] == step) & (table["quantity"] == "twirled_loss_predicted")
+        ].set_index("k")["value"]
         for k, value, stderr in zip(at.index, at["value"], at["stderr"], strict=True):
-            out.append(UnitCheck(run.name, run.task, step, int(k), float(expected.get(k, np.nan)),
-                                 float(value), float(stderr)))  # fmt: skip
+            out.append(
+                UnitCheck(run.name, run.task, step, int(k), float(expected.get(k, np.nan)), float(value), float(stderr))
+            )
     return out

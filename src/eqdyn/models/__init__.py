@@ -83,26 +83,42 @@ _FAMILIES = (
     ModelFamily("flow_matching", "transformer", "none", FlowTransformer, _TRANSFORMER_PRESETS, "s"),
     ModelFamily("flow_matching", "egnn", "SO3", EquivariantFlowNet, _EGNN_PRESETS, "s"),
     ModelFamily(
-        "flow_matching", "egnn_e3", "E3", EquivariantFlowNet,
-        {size: {**preset, "chiral": False} for size, preset in _EGNN_PRESETS.items()}, "s",
+        "flow_matching",
+        "egnn_e3",
+        "E3",
+        EquivariantFlowNet,
+        {size: {**preset, "chiral": False} for size, preset in _EGNN_PRESETS.items()},
+        "s",
     ),
     ModelFamily("force_field", "transformer", "none", ForceFieldTransformer, _TRANSFORMER_PRESETS, "s"),
     ModelFamily("force_field", "painn", "E3", PaiNNForceField, _PAINN_PRESETS, "s"),
     ModelFamily("force_field", "nequip", "E3", NequIPForceField, _NEQUIP_PRESETS, "s"),
     ModelFamily("force_field", "escaip_like", "none", EScAIPLikeForceField, _ESCAIP_LIKE_PRESETS, "s"),
     ModelFamily(
-        "voxel_denoising", "unet3d", "none", UNet3D,
-        {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()}, "s",
+        "voxel_denoising",
+        "unet3d",
+        "none",
+        UNet3D,
+        {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()},
+        "s",
     ),
     ModelFamily(
-        "voxel_denoising", "octahedral_unet", "octahedral", OctahedralUNet3D,
-        {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()}, "s",
+        "voxel_denoising",
+        "octahedral_unet",
+        "octahedral",
+        OctahedralUNet3D,
+        {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()},
+        "s",
     ),
     ModelFamily(
-        "voxel_denoising", "twirled_unet3d", "octahedral", TwirledUNet3D,
-        {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()}, "s",
+        "voxel_denoising",
+        "twirled_unet3d",
+        "octahedral",
+        TwirledUNet3D,
+        {size: {**preset, **_VOXEL_CHANNELS} for size, preset in _UNET_PRESETS.items()},
+        "s",
     ),
-)  # fmt: skip
+)
 
 FAMILY_SPECS: dict[tuple[str, str], ModelFamily] = {(spec.task, spec.family): spec for spec in _FAMILIES}
 MODEL_FAMILIES: tuple[tuple[str, str, str], ...] = tuple((s.task, s.family, s.equivariance) for s in _FAMILIES)

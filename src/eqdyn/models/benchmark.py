@@ -138,10 +138,16 @@ def benchmark_runs(
         rows.append(
             BenchmarkRow(
                 # build_model checked that the model's equivariance is its family's
-                task, family, size, family_spec(task, family).equivariance, count_parameters(model), examples,
-                milliseconds, 1000 * examples / milliseconds,
+                task,
+                family,
+                size,
+                family_spec(task, family).equivariance,
+                count_parameters(model),
+                examples,
+                milliseconds,
+                1000 * examples / milliseconds,
             )
-        )  # fmt: skip
+        )
     return rows
 
 
@@ -151,10 +157,17 @@ def run_benchmark(args: argparse.Namespace) -> list[BenchmarkRow]:
     runs += [("flow_matching", "transformer", size) for size in args.ladder if size != "s"]
     runs = [run for run in runs if not args.tasks or run[0] in args.tasks]
     return benchmark_runs(
-        runs, torch.device(args.device), batch=args.batch, atoms=args.atoms, voxel_batch=args.voxel_batch,
-        voxel_size=args.voxel_size, voxel_channels=args.voxel_channels, warmup=args.warmup, steps=args.steps,
+        runs,
+        torch.device(args.device),
+        batch=args.batch,
+        atoms=args.atoms,
+        voxel_batch=args.voxel_batch,
+        voxel_size=args.voxel_size,
+        voxel_channels=args.voxel_channels,
+        warmup=args.warmup,
+        steps=args.steps,
         bf16=args.bf16,
-    )  # fmt: skip
+    )
 
 
 def format_table(rows: list[BenchmarkRow]) -> str:

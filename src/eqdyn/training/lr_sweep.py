@@ -41,11 +41,15 @@ def score_learning_rate(
     # five logging intervals: the last one is the mean training loss over the last 20 % of steps
     trial = dataclasses.replace(
         base.with_training(
-            optimizer=optimizer, learning_rate=learning_rate, steps=steps, log_every=max(1, steps // 5),
-            state_every=steps + 1, warmup_steps=min(base.training.warmup_steps, steps // 10),
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            steps=steps,
+            log_every=max(1, steps // 5),
+            state_every=steps + 1,
+            warmup_steps=min(base.training.warmup_steps, steps // 10),
         ),
         checkpoint_steps=(),
-    )  # fmt: skip
+    )
     with tempfile.TemporaryDirectory() as state_dir:
         trainer = Trainer(trial, train_path, Path(state_dir), select_device(trial.training.device))
         trainer.train()
@@ -70,8 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     for optimizer, grid in GRIDS.items():
         for learning_rate in grid:
             score = score_learning_rate(run, args.train, optimizer, learning_rate, args.steps)
-            rows.append({"run": run.name, "optimizer": optimizer, "learning_rate": learning_rate,
-                         "steps": args.steps, "final_train_loss": score})  # fmt: skip
+            rows.append(
+                {
+                    "run": run.name,
+                    "optimizer": optimizer,
+                    "learning_rate": learning_rate,
+                    "steps": args.steps,
+                    "final_train_loss": score,
+                }
+            )
             logger.info("%-6s lr %-7g final train loss %.5g", optimizer, learning_rate, score)
     for optimizer in GRIDS:
         best = min((r for r in rows if r["optimizer"] == optimizer), key=lambda r: r["final_train_loss"])

@@ -301,16 +301,19 @@ class Trainer:
         if state.pending_losses:
             examples = (state.step - state.interval_start) * self.settings.batch_size
             seconds = state.interval_seconds
-            state.metrics.append({
-                "step": state.step,
-                "train_loss": float(np.mean(state.pending_losses)),
-                "learning_rate": self.settings.learning_rate * learning_rate_factor(
-                    state.step - 1, self.settings.steps, self.settings.warmup_steps, self.settings.schedule
-                ),
-                "wall_seconds": state.wall_seconds,
-                "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
-                "device": device_name(self.device),
-            })  # fmt: skip
+            state.metrics.append(
+                {
+                    "step": state.step,
+                    "train_loss": float(np.mean(state.pending_losses)),
+                    "learning_rate": self.settings.learning_rate
+                    * learning_rate_factor(
+                        state.step - 1, self.settings.steps, self.settings.warmup_steps, self.settings.schedule
+                    ),
+                    "wall_seconds": state.wall_seconds,
+                    "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
+                    "device": device_name(self.device),
+                }
+            )
             state.pending_losses, state.interval_start, state.interval_seconds = [], state.step, 0.0
         state.status, state.status_reason, state.diverged_at_step = "diverged", reason, step
         if self.group.is_main:
@@ -358,14 +361,16 @@ class Trainer:
             if step % self.settings.log_every == 0 or step == total:
                 examples = (step - state.interval_start) * self.settings.batch_size
                 seconds = state.interval_seconds
-                state.metrics.append({
-                    "step": step,
-                    "train_loss": float(np.mean(state.pending_losses)),
-                    "learning_rate": self.settings.learning_rate * factor,
-                    "wall_seconds": state.wall_seconds,
-                    "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
-                    "device": device_name(self.device),
-                })  # fmt: skip
+                state.metrics.append(
+                    {
+                        "step": step,
+                        "train_loss": float(np.mean(state.pending_losses)),
+                        "learning_rate": self.settings.learning_rate * factor,
+                        "wall_seconds": state.wall_seconds,
+                        "examples_per_second": examples / seconds if seconds > 0 else float("nan"),
+                        "device": device_name(self.device),
+                    }
+                )
                 if self.group.is_main:
                     loss_text = f"{state.metrics[-1]['train_loss']:.5g}"
                     logger.info("step %d/%d loss %s (%.1f s)", step, total, loss_text, state.wall_seconds)
@@ -395,24 +400,27 @@ class Trainer:
             writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS)
             writer.writeheader()
             writer.writerows(self.state.metrics)
-        write_json(out_dir / "manifest.json", {
-            "run": self.run.name,
-            "task": self.run.task,
-            "model": self.run.model.to_dict(),
-            "equivariance": getattr(self.model, "equivariance", "unknown"),
-            "parameters": count_parameters(self.model),
-            "train_molecules": self.num_molecules,
-            "train_examples": len(self.rows),
-            "analysed_weights": "ema" if self.ema is not None else "raw",
-            "device": device_name(self.device),
-            "training_wall_seconds": self.state.wall_seconds,
-            "status": self.state.status,
-            "status_reason": self.state.status_reason,
-            "diverged_at_step": self.state.diverged_at_step,
-            "steps_trained": self.state.step,
-            "checkpoint_bytes": checkpoint_bytes,
-            "checkpoints": [{**entry, "file": f"checkpoints/{entry['file']}"} for entry in self.state.checkpoints],
-        })  # fmt: skip
+        write_json(
+            out_dir / "manifest.json",
+            {
+                "run": self.run.name,
+                "task": self.run.task,
+                "model": self.run.model.to_dict(),
+                "equivariance": getattr(self.model, "equivariance", "unknown"),
+                "parameters": count_parameters(self.model),
+                "train_molecules": self.num_molecules,
+                "train_examples": len(self.rows),
+                "analysed_weights": "ema" if self.ema is not None else "raw",
+                "device": device_name(self.device),
+                "training_wall_seconds": self.state.wall_seconds,
+                "status": self.state.status,
+                "status_reason": self.state.status_reason,
+                "diverged_at_step": self.state.diverged_at_step,
+                "steps_trained": self.state.step,
+                "checkpoint_bytes": checkpoint_bytes,
+                "checkpoints": [{**entry, "file": f"checkpoints/{entry['file']}"} for entry in self.state.checkpoints],
+            },
+        )
 
 
 def run_training(
@@ -438,10 +446,16 @@ def run_training(
         if group.is_main:
             logger.info(
                 "run %s: %s/%s with %s parameters, %d molecules (%d examples), device %s, %d process(es)%s",
-                run.name, run.model.family, run.model.size, f"{count_parameters(trainer.model):,}",
-                trainer.num_molecules, len(trainer.rows), device_name(device), group.world_size,
+                run.name,
+                run.model.family,
+                run.model.size,
+                f"{count_parameters(trainer.model):,}",
+                trainer.num_molecules,
+                len(trainer.rows),
+                device_name(device),
+                group.world_size,
                 f", resumed at step {trainer.state.step}" if resumed else "",
-            )  # fmt: skip
+            )
         finished = trainer.train(stop_at_step=stop_at_step)
         if finished and trainer.state.status == "diverged":
             trainer.save_state()  # a crash while writing the outputs resumes into the same outcome
@@ -469,8 +483,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # rank-aware: under torchrun only rank 0 logs progress; the others log warnings and errors, tagged by rank
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(message)s" if rank == 0 else f"[rank {rank}] %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format="%(message)s" if rank == 0 else f"[rank {rank}] %(message)s",
+    )
     finished = run_training(args.run, args.train, args.out, args.state, args.stop_at_step)
     return 0 if finished else 3
 

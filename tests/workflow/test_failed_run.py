@@ -48,3 +48,20 @@ def test_a_diverging_run_does_not_block_the_figures_or_the_claims(tmp_path: Path
     # the figures target draws from the tables present: nothing to retrain
     dry = snakemake(workdir, "-n", "figures")
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
+
+    # a run whose training crashed has no manifest and no tables: the figures and claims come from the tables
+    # present, name the run, and nothing trains
+    crashed = "force_field-painn"
+    for path in [results / "runs" / crashed / "manifest.json", *results.glob(f"analysis/*/{crashed}*")]:
+        path.unlink()
+    present = ["--config", "figures_from_present_tables=true"]
+    dry = snakemake(workdir, "-n", "figures", *present)  # (a flag first: --configfile takes every word up to one)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    planned = dry.stdout + dry.stderr
+    assert "rule train" not in planned and "decompose_checkpoints" not in planned, planned[-3000:]
+    run = snakemake(workdir, "-p", "figures", *present)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    with open(workdir / "figures" / "test" / "claims.csv") as handle:
+        claims = {row["id"]: row for row in csv.DictReader(handle)}
+    assert f"{crashed} not trained" in claims["efficiency_gap"]["measured"], claims["efficiency_gap"]["measured"]
+    assert not claims["efficiency_gap"]["verdict"].startswith("reproduced")

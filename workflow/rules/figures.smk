@@ -70,6 +70,12 @@ GRADIENT_TABLES = _analysis_tables("gradients") if HAS_GRADIENTS else []
 EFFICIENCY_TABLE = f"{RESULTS}/analysis/efficiency.csv"
 
 
+if config["figures_from_present_tables"] in (True, "true"):
+    # only what exists now, so the figure and claims jobs pull in no training or analysis job
+    MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES = (
+        [f for f in files if os.path.exists(f)] for files in (MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES)
+    )
+    HAS_EFFICIENCY = HAS_EFFICIENCY and os.path.exists(EFFICIENCY_TABLE)
 EXAMPLES = [t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS]
 FROM_DECOMPOSITION = dict(decomposition=DECOMPOSITIONS, runs=RUN_FILES, manifests=MANIFESTS)
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 Z95 = 1.959963984540054  # two-sided 95% normal quantile
+NOT_TRAINED = "not trained"  # status of a run read without its manifest when other runs' manifests are given
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class RunInfo:
     checkpoint_steps: tuple[int, ...] = field(default=())
     num_train_molecules: int | None = None
     # the trainer's outcome from manifest.json: "finished" or "diverged" (manifests written before status existed,
-    # and runs read without a manifest, are "finished")
+    # and runs read without any manifests, are "finished"); "not trained" when other runs' manifests are given but
+    # not this run's
     status: str = "finished"
     status_reason: str | None = None
     diverged_at_step: int | None = None
@@ -83,7 +85,8 @@ def read_runs(run_paths: Sequence[str | Path], manifest_paths: Sequence[str | Pa
             train_molecules=manifest.get("train_molecules"),
             checkpoint_steps=tuple(run.get("checkpoint_steps", ())),
             num_train_molecules=training.get("num_train_molecules"),
-            status=str(manifest.get("status", "finished")),
+            # given manifests but none for this run: it has not trained (its training failed or has not run)
+            status=str(manifest.get("status", "finished")) if manifest or not manifest_paths else NOT_TRAINED,
             status_reason=manifest.get("status_reason"),
             diverged_at_step=manifest.get("diverged_at_step"),
         )

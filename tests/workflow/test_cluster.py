@@ -79,7 +79,7 @@ def test_gpu_study_plans_every_run_and_bundle(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     stats = run.stdout.split("Job stats:")[1].split("\n\n")[0]
     jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, flags=re.M)}
-    assert jobs["train"] == 18 and jobs["decompose_checkpoints"] == 18 and jobs["export_tables"] == 4
+    assert jobs["train"] == 20 and jobs["decompose_checkpoints"] == 20 and jobs["export_tables"] == 4
     assert jobs["hessian_analysis"] == 2 and jobs["hessian_stability"] == 1 and jobs["performance_table"] == 1
 
 

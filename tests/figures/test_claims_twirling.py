@@ -228,3 +228,11 @@ def test_code_check_passes_within_the_paired_error_and_fails_outside(tmp_path: P
     without = read_csvs(study.decomposition_files())
     without = without[~without["quantity"].str.startswith("twirled")]
     assert claims.twirling_unit_check(without, runs).verdict == claims.NOT_TESTED
+
+
+def test_the_untwirled_model_winning_is_the_efficiency_gap_not_a_remedy(tmp_path: Path) -> None:
+    # the augmented model beats the equivariant one at k = 1 (no twirling) and no twirled k was evaluated
+    study = pair_study(tmp_path)
+    result = claim(study, timings(study), example_tables(1.0, 0.0, 1.2, ks=(1,)))
+    assert result.verdict == claims.INCONCLUSIVE, result.measured
+    assert "k=1" in result.measured

@@ -83,6 +83,8 @@ def plot_percent_panel(ax, table: pd.DataFrame, runs: dict[str, RunInfo], task_r
         ax.text(0.03, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=5.8, color="0.25", va="bottom")
     if shown:
         low = min(style.positive_floor(shown, 0.5), style.THRESHOLD_PERCENT / 3)
+        if notes:  # a decade of footroom keeps the note on the equivariant runs off the curves
+            low /= 10.0
         # a decade of headroom above the curves keeps the in-panel legend off them
         high = max(max(v for v in shown if np.isfinite(v)) * 12.0, style.THRESHOLD_PERCENT * 3)
         ax.set_ylim(low, min(high, 300.0))

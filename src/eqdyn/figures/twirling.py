@@ -107,13 +107,9 @@ def _plot_remedy(top, middle, comparisons: list[TwirlComparison], unit: str) -> 
     ks = sorted({c.k for c in comparisons})
     for ax in (top, middle):
         _k_axis(ax, ks)
-    budgets = sorted({c.budget for c in comparisons})
-    top.set_xlabel(
-        f"$k$ (matched budget {budgets[0]:.3g}–{budgets[-1]:.3g} {unit})"
-        if len(budgets) > 1
-        else f"$k$ (matched budget {budgets[0]:.3g} {unit})",
-        fontsize=6.5,
-    )
+    budgets = list(dict.fromkeys(f"{b:.3g}" for b in sorted({c.budget for c in comparisons})))
+    span = f"{budgets[0]}–{budgets[-1]}" if len(budgets) > 1 else budgets[0]
+    top.set_xlabel(f"$k$ (budget {span} {unit})", fontsize=6.5)
     middle.set_xlabel("test-time rotations $k$")
 
 

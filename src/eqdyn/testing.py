@@ -15,6 +15,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,6 +166,35 @@ def assert_equivariant(
     if failures:
         raise AssertionError(f"{type(model).__name__} under {task.name} ({dtype}):\n  " + "\n  ".join(failures))
     return errors
+
+
+def tiny_training_settings(**overrides: Any) -> dict[str, Any]:
+    """Every key of a run's resolved ``training`` section (run.json) for a few CPU steps: constant learning rate,
+    no warm-up, fp32, one thread; ``overrides`` replace any of them (e.g. ``steps=6, batch_size=4``)."""
+    settings: dict[str, Any] = {
+        "steps": 10,
+        "batch_size": 8,
+        "optimizer": "adam",
+        "learning_rate": 3e-3,
+        "weight_decay": 0.0,
+        "momentum": 0.9,
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "grad_clip": 10.0,
+        "ema_decay": None,
+        "augment": True,
+        "num_train_molecules": None,
+        "precision": "fp32",
+        "device": "cpu",
+        "threads": 1,
+        "log_every": 10,
+        "state_every": 10,
+        "seed": 0,
+    }
+    unknown = set(overrides) - set(settings)
+    if unknown:
+        raise KeyError(f"not training settings: {sorted(unknown)}")
+    return {**settings, **overrides}
 
 
 def copy_workflow(destination: Path, checkout: Path | None = None) -> Path:

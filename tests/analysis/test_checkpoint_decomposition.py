@@ -16,29 +16,10 @@ from eqdyn import decomposition, evaluation_rotations
 from eqdyn.analysis import checkpoint_decomposition
 from eqdyn.models import build_model
 from eqdyn.tasks import build_task
-from eqdyn.testing import synthetic_dataset
+from eqdyn.testing import synthetic_dataset, tiny_training_settings
 
 TASK_SETTINGS = {"prior_sigma": 1.0}
-TRAINING = {
-    "steps": 10,
-    "batch_size": 4,
-    "optimizer": "adam",
-    "learning_rate": 3e-3,
-    "weight_decay": 0.0,
-    "momentum": 0.9,
-    "schedule": "constant",
-    "warmup_steps": 0,
-    "grad_clip": 10.0,
-    "ema_decay": None,
-    "augment": True,
-    "num_train_molecules": None,
-    "precision": "fp32",
-    "device": "cpu",
-    "threads": 1,
-    "log_every": 10,
-    "state_every": 10,
-    "seed": 0,
-}
+TRAINING = tiny_training_settings(batch_size=4)
 
 
 def run_config(name: str, task: str, settings: dict, family: str, overrides: dict | None = None) -> dict:

@@ -10,31 +10,12 @@ import pytest
 import torch
 
 from eqdyn.analysis import efficiency
-from eqdyn.testing import synthetic_dataset
+from eqdyn.testing import synthetic_dataset, tiny_training_settings
 from eqdyn.training.train import Trainer, select_device
 
 
 def tiny_run(batch_size: int = 8) -> dict:
-    settings = {
-        "steps": 10,
-        "batch_size": batch_size,
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "weight_decay": 0.0,
-        "momentum": 0.9,
-        "schedule": "constant",
-        "warmup_steps": 0,
-        "grad_clip": 10.0,
-        "ema_decay": None,
-        "augment": True,
-        "num_train_molecules": None,
-        "precision": "fp32",
-        "device": "cpu",
-        "threads": 1,
-        "log_every": 10,
-        "state_every": 10,
-        "seed": 0,
-    }
+    settings = tiny_training_settings(batch_size=batch_size, learning_rate=1e-3)
     return {
         "name": "flow_matching-transformer",
         "base_run": "flow_matching-transformer",

@@ -16,7 +16,7 @@ from eqdyn.analysis import hessian_analysis
 from eqdyn.figures import claims, hessian_spectra
 from eqdyn.figures.lint import assert_figure_clean
 from eqdyn.figures.tables import read_csvs, read_runs
-from eqdyn.testing import synthetic_dataset
+from eqdyn.testing import synthetic_dataset, tiny_training_settings
 from eqdyn.training.runs import checkpoint_steps
 from eqdyn.training.train import run_training
 
@@ -39,26 +39,7 @@ SETTINGS = {
 def analysed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root = tmp_path_factory.mktemp("hessian_cli")
     split = synthetic_dataset(root / "test.npz", molecules=6)
-    training = {
-        "steps": 6,
-        "batch_size": 4,
-        "optimizer": "adam",
-        "learning_rate": 3e-3,
-        "weight_decay": 0.0,
-        "momentum": 0.9,
-        "schedule": "constant",
-        "warmup_steps": 0,
-        "grad_clip": 10.0,
-        "ema_decay": None,
-        "augment": True,
-        "num_train_molecules": None,
-        "precision": "fp32",
-        "device": "cpu",
-        "threads": 1,
-        "log_every": 10,
-        "state_every": 10,
-        "seed": 0,
-    }
+    training = tiny_training_settings(steps=6, batch_size=4)
     name = "force_field-transformer"
     run = {
         "name": name,

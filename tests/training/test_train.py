@@ -14,7 +14,7 @@ import torch
 
 from eqdyn.io import sha256_file
 from eqdyn.models import MODEL_FAMILIES
-from eqdyn.testing import synthetic_dataset
+from eqdyn.testing import synthetic_dataset, tiny_training_settings
 from eqdyn.training.runs import checkpoint_steps
 from eqdyn.training.train import (
     COMPLETE_MARKER,
@@ -34,26 +34,7 @@ TASK_SETTINGS = {
 
 
 def make_run(task: str, family: str, steps: int = 40, **training: object) -> dict:
-    settings = {
-        "steps": steps,
-        "batch_size": 8,
-        "optimizer": "adam",
-        "learning_rate": 3e-3,
-        "weight_decay": 0.0,
-        "momentum": 0.9,
-        "schedule": "constant",
-        "warmup_steps": 0,
-        "grad_clip": 10.0,
-        "ema_decay": None,
-        "augment": True,
-        "num_train_molecules": None,
-        "precision": "fp32",
-        "device": "cpu",
-        "threads": 1,
-        "log_every": 10,
-        "state_every": 10,
-        "seed": 0,
-    }
+    settings = tiny_training_settings(steps=steps)
     settings.update(training)
     overrides = {"channels": 2} if task == "voxel_denoising" else {}
     return {

@@ -14,10 +14,18 @@ sets ``training.processes = N > 1``: NCCL on GPUs (one per process), gloo on CPU
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+# The last tensors handed to an all-reduce, kept alive from Python for the life of the process. A gloo worker
+# thread can still hold a finished work item (a later barrier keeps it as "prior work") when the main thread drops
+# the last reference to the process group (destroying DDP's reducer) and joins that worker while holding the GIL;
+# had the worker held the tensor's last reference it would wait for the GIL to free it: a deadlock seen in CI
+# (rank 1 hung in ~ProcessGroupGloo after its run finished). 64 is far more than can be in flight.
+_RECENTLY_REDUCED: deque[torch.Tensor] = deque(maxlen=64)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,7 @@ class ProcessGroup:
             return value
         total = value.detach().clone()
         dist.all_reduce(total)
+        _RECENTLY_REDUCED.append(total)
         return total / self.world_size
 
     def barrier(self) -> None:

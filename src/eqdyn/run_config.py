@@ -21,7 +21,7 @@ from typing import Any
 
 TASK_NAMES: tuple[str, ...] = ("flow_matching", "force_field", "voxel_denoising")
 
-_TRANSFORMER_SIZES = ("xs", "s", "m", "l", "xl")
+_TRANSFORMER_SIZES = ("xxs", "xs", "s", "ms", "m", "l", "xl")
 _LADDER_SIZES = ("xs", "s", "m", "l")
 # task -> model family -> size presets, in the registry's order
 MODEL_SIZES: Mapping[str, Mapping[str, tuple[str, ...]]] = {

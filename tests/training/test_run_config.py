@@ -244,3 +244,20 @@ def test_a_run_may_set_its_own_learning_rate_which_its_sweeps_inherit(config: di
         == config["training"]["learning_rates"]["sgd"]
     )
     assert runs["force_field-transformer"].training.learning_rate == config["training"]["learning_rates"]["adam"]
+
+
+def test_a_base_run_may_list_its_own_sweeps_instead_of_the_studys(config: dict[str, Any]) -> None:
+    own = copy.deepcopy(config)
+    own["runs"]["sweep_around"] = ["flow_matching-transformer", "voxel_denoising-unet3d"]
+    own["runs"]["sweeps"] = {"size": ["xs"], "num_train_molecules": [], "optimizer": ["sgd"], "seed": [1, 2]}
+    voxel = next(i for i, e in enumerate(own["runs"]["base"]) if e["task"] == "voxel_denoising")
+    own["runs"]["base"][voxel]["sweeps"] = {"seed": [1]}
+    names = set(resolve_runs(validate_config(own)))
+    assert {"flow_matching-transformer--size-xs", "flow_matching-transformer--seed-2"} <= names
+    assert {n for n in names if n.startswith("voxel_denoising-unet3d--")} == {"voxel_denoising-unet3d--seed-1"}
+    # its lists are checked like the study's, by their own key (here past the schema, as resolve_runs may be)
+    own["runs"]["base"][voxel]["sweeps"] = {"size": ["xxl"], "seed": [-1]}
+    with pytest.raises(RunConfigError) as raised:
+        resolve_runs(own)
+    assert f"runs.base[{voxel}].sweeps.size[0]: 'xxl' is not one of" in "\n".join(raised.value.problems)
+    assert f"runs.base[{voxel}].sweeps.seed[0]: -1 is less than the minimum of 0" in raised.value.problems

@@ -12,6 +12,8 @@ rule decompose_checkpoints:
         table=f"{RESULTS}/analysis/decomposition/{{run}}.csv",
         # per-example losses (L_total, twirled loss per k): runs of one task compared example by example
         examples=f"{RESULTS}/analysis/decomposition/{{run}}_examples.csv.gz",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/decomposition/{{run}}.tsv",
     log:
         f"{RESULTS}/logs/analysis/decomposition/{{run}}.log",
     params:
@@ -36,6 +38,8 @@ rule efficiency_benchmark:
         code=code_inputs("eqdyn.analysis.efficiency"),
     output:
         f"{RESULTS}/analysis/efficiency.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/efficiency.tsv",
     log:
         f"{RESULTS}/logs/analysis/efficiency.log",
     # every core: the benchmark runs alone, so its clock is not shared with training jobs
@@ -59,6 +63,8 @@ rule gradient_analysis:
         code=code_inputs("eqdyn.analysis.gradients"),
     output:
         f"{RESULTS}/analysis/gradients/{{run}}.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/gradients/{{run}}.tsv",
     log:
         f"{RESULTS}/logs/analysis/gradients/{{run}}.log",
     params:
@@ -107,6 +113,8 @@ rule hessian_analysis:
     output:
         table=f"{RESULTS}/analysis/hessian/{{run}}.csv",
         density=f"{RESULTS}/analysis/hessian/{{run}}_density.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/hessian/{{run}}.tsv",
     log:
         f"{RESULTS}/logs/analysis/hessian/{{run}}.log",
     threads: 1
@@ -122,6 +130,8 @@ rule hessian_stability:
         **HESSIAN_INPUTS,
     output:
         f"{RESULTS}/analysis/hessian_stability/{{run}}.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/hessian_stability/{{run}}.tsv",
     log:
         f"{RESULTS}/logs/analysis/hessian_stability/{{run}}.log",
     threads: 1
@@ -144,6 +154,8 @@ rule performance_table:
     output:
         md=f"{RESULTS}/analysis/performance.md",
         csv=f"{RESULTS}/analysis/performance.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/performance.tsv",
     log:
         f"{RESULTS}/logs/analysis/performance.log",
     # every core and the GPU: its ratios are only fair when nothing runs beside it
@@ -164,9 +176,13 @@ rule performance_table:
 # that keeps nothing between uses: one per task (its runs and their analyses) and one for the efficiency benchmark.
 # Not part of `all`. `snakemake results/<study>/export/<group>` trains and analyses what the bundle needs.
 def export_files(group):
+    # Each job's benchmark file travels with its tables: Snakemake counts it as an output, so a job whose benchmark
+    # file were missing would rerun (and retrain); the files also carry the per-rule times of the study.
+    bench = f"{RESULTS}/benchmarks"
     if group == "benchmarks":
         performance = [f"{RESULTS}/analysis/performance.{ext}" for ext in ("md", "csv")] * PERFORMANCE["enabled"]
-        return [f"{RESULTS}/analysis/efficiency.csv", *performance]
+        performance += [f"{bench}/analysis/performance.tsv"] * PERFORMANCE["enabled"]
+        return [f"{RESULTS}/analysis/efficiency.csv", f"{bench}/analysis/efficiency.tsv", *performance]
     runs = [name for name, run in RUNS.items() if run["task"] == group]
     # the stage configs written at parse time travel too: unpacked with their old times, they are not rewritten
     # (same content), so they do not look newer than the tables made from them
@@ -175,12 +191,14 @@ def export_files(group):
         files += [f"{RESULTS}/runs/{name}/{file}" for file in ("run.json", "manifest.json", "metrics.csv")]
         files += [f"{RESULTS}/analysis/decomposition/{name}.csv",
                   f"{RESULTS}/analysis/decomposition/{name}_examples.csv.gz"]
+        files += [f"{bench}/train/{name}.tsv", f"{bench}/analysis/decomposition/{name}.tsv"]
         if name in GRADIENT_RUNS:
-            files.append(f"{RESULTS}/analysis/gradients/{name}.csv")
+            files += [f"{RESULTS}/analysis/gradients/{name}.csv", f"{bench}/analysis/gradients/{name}.tsv"]
         if name in HESSIAN["runs"]:
             files += [f"{RESULTS}/analysis/hessian/{name}.csv", f"{RESULTS}/analysis/hessian/{name}_density.csv"]
+            files.append(f"{bench}/analysis/hessian/{name}.tsv")
         if name in HESSIAN["stability_runs"]:
-            files.append(f"{RESULTS}/analysis/hessian_stability/{name}.csv")
+            files += [f"{RESULTS}/analysis/hessian_stability/{name}.csv", f"{bench}/analysis/hessian_stability/{name}.tsv"]
     return files
 
 
@@ -192,6 +210,8 @@ rule export_tables:
         code=code_inputs("eqdyn.export"),
     output:
         directory(f"{RESULTS}/export/{{group}}"),
+    benchmark:
+        f"{RESULTS}/benchmarks/export/{{group}}.tsv",
     log:
         f"{RESULTS}/logs/export/{{group}}.log",
     wildcard_constraints:

@@ -23,6 +23,8 @@ rule data_acquire:
         molecules=f"{RESULTS}/data/molecules.csv",
         duplicates=f"{RESULTS}/data/duplicates.csv",
         provenance=f"{RESULTS}/data/provenance/acquire.json",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/acquire.tsv",
     log:
         f"{RESULTS}/logs/data/acquire.log",
     threads: 1
@@ -40,6 +42,8 @@ rule data_conformers:
         npz=f"{RESULTS}/data/shards/conformers_{{shard}}.npz",
         skipped=f"{RESULTS}/data/shards/skipped_conformers_{{shard}}.csv",
         provenance=f"{RESULTS}/data/provenance/conformers_{{shard}}.json",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/conformers_{{shard}}.tsv",
     log:
         f"{RESULTS}/logs/data/conformers_{{shard}}.log",
     wildcard_constraints:
@@ -60,6 +64,8 @@ rule data_labels:
         npz=f"{RESULTS}/data/shards/labels_{{shard}}.npz",
         skipped=f"{RESULTS}/data/shards/skipped_labels_{{shard}}.csv",
         provenance=f"{RESULTS}/data/provenance/labels_{{shard}}.json",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/labels_{{shard}}.tsv",
     log:
         f"{RESULTS}/logs/data/labels_{{shard}}.log",
     wildcard_constraints:
@@ -81,6 +87,8 @@ if DATA_DFT_SOURCE:
         output:
             npz=DATA_DFT_LABELS[0],
             summary=f"{RESULTS}/data/dft_labels.json",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/dft_labels.tsv",
         log:
             f"{RESULTS}/logs/data/dft_labels.log",
         threads: 1
@@ -100,6 +108,8 @@ if DATA_GEOM_SOURCE:
         output:
             npz=DATA_GEOM_CONFORMERS[0],
             summary=f"{RESULTS}/data/geom_conformers.json",
+        benchmark:
+            f"{RESULTS}/benchmarks/data/geom_conformers.tsv",
         log:
             f"{RESULTS}/logs/data/geom_conformers.log",
         threads: 1
@@ -130,6 +140,8 @@ rule data_datasets:
         data_provenance=f"{RESULTS}/data/provenance/datasets.json",
         skipped=f"{RESULTS}/data/skipped.csv",
         summary=f"{RESULTS}/data/skipped_summary.json",
+    benchmark:
+        f"{RESULTS}/benchmarks/data/datasets.tsv",
     log:
         # Logs survive a failed job (outputs do not): the skip summary that explains a too-small split is kept here.
         main=f"{RESULTS}/logs/data/datasets.log",

@@ -116,6 +116,8 @@ for _figure, _inputs in FIGURE_INPUTS.items():
         output:
             png=report(f"{FIGURES}/{_figure}.png", caption=f"../report/{_figure}.rst", category="Figures"),
             pdf=f"{FIGURES}/{_figure}.pdf",
+        benchmark:
+            f"{RESULTS}/benchmarks/figures/{_figure}.tsv",
         log:
             f"{RESULTS}/logs/figures/{_figure}.log",
         params:
@@ -139,6 +141,8 @@ rule claims:
     output:
         md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),
         csv=f"{FIGURES}/claims.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/claims.tsv",
     log:
         f"{RESULTS}/logs/figures/claims.log",
     params:
@@ -177,6 +181,8 @@ rule performance_report:
         f"{RESULTS}/analysis/performance.md",
     output:
         f"{FIGURES}/performance.md",
+    benchmark:
+        f"{RESULTS}/benchmarks/figures/performance.tsv",
     log:
         f"{RESULTS}/logs/figures/performance.log",
     shell:

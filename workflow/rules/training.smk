@@ -3,7 +3,7 @@
 import re
 
 from eqdyn.run_config import RunConfigError
-from eqdyn.training.runs import resolve_runs, task_settings
+from eqdyn.training.runs import base_name, resolve_runs, run_sweeps, task_settings
 
 # Typed and checked here, at parse time: an unknown task, model, size or optimizer, or a bad per-run training
 # override, stops the dry run naming its config key (runs.base[3].model: ...).
@@ -12,6 +12,7 @@ try:
 except RunConfigError as error:
     raise WorkflowError(str(error)) from None
 RUNS = {_name: _run.to_dict() for _name, _run in RUN_CONFIGS.items()}  # the run.json contents
+BASE_ENTRIES = {base_name(_entry["task"], _entry["model"]): _entry for _entry in config["runs"]["base"]}
 for _name, _run in RUNS.items():
     write_if_changed(f"{RESULTS}/runs/{_name}/run.json", _run)
 
@@ -38,6 +39,8 @@ rule train:
         manifest=f"{RESULTS}/runs/{{run}}/manifest.json",
         metrics=f"{RESULTS}/runs/{{run}}/metrics.csv",
         checkpoints=directory(f"{RESULTS}/runs/{{run}}/checkpoints"),
+    benchmark:
+        f"{RESULTS}/benchmarks/train/{{run}}.tsv",
     log:
         f"{RESULTS}/logs/train/{{run}}.log",
     threads: lambda wc: RUNS[wc.run]["training"]["threads"] * RUNS[wc.run]["training"]["processes"]
@@ -64,6 +67,8 @@ rule evaluation_rotations:
         code=code_inputs("eqdyn.evaluation_rotations"),
     output:
         f"{RESULTS}/evaluation/{{task}}/rotations.npz",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluation_rotations/{{task}}.tsv",
     log:
         f"{RESULTS}/logs/evaluation_rotations/{{task}}.log",
     params:
@@ -94,10 +99,19 @@ rule lr_sweep:
         code=code_inputs("eqdyn.training.lr_sweep"),
     output:
         f"{RESULTS}/lr_sweep/{{run}}.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/lr_sweep/{{run}}.tsv",
     log:
         f"{RESULTS}/logs/lr_sweep/{{run}}.log",
     threads: 1
     resources:
         gpu=1,
+    params:
+        # the optimizers this run is trained with in the study: its own, and its optimizer sweep's
+        optimizers=lambda wc: " ".join(sorted(
+            {RUNS[wc.run]["training"]["optimizer"]}
+            | (set(run_sweeps(config, BASE_ENTRIES[wc.run])["optimizer"]) if wc.run in config["runs"]["sweep_around"] else set())
+        )),
     shell:
-        "{PYTHON} -m eqdyn.training.lr_sweep --run {input.run} --train {input.train} --out {output} > {log} 2>&1"
+        "{PYTHON} -m eqdyn.training.lr_sweep --run {input.run} --train {input.train} --out {output}"
+        " --optimizers {params.optimizers} > {log} 2>&1"

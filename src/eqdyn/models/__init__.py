@@ -37,10 +37,13 @@ class ModelFamily:
     default_size: str
 
 
-# Transformer ladder: ~30k parameters (trains on a 2-core CPU in minutes) to ~200M (the paper's upper range).
+# Transformer ladder: ~3k parameters to ~200M (the paper's upper range). xxs (~3k), xs (~30k), s (~210k) and ms
+# (~0.8M) train to 10k steps on a 2-core CPU: the CPU study's two-decade size sweep.
 _TRANSFORMER_PRESETS: dict[str, dict[str, Any]] = {
+    "xxs": {"dim": 8, "layers": 2, "heads": 2},
     "xs": {"dim": 32, "layers": 2, "heads": 2},
     "s": {"dim": 64, "layers": 4, "heads": 4},
+    "ms": {"dim": 128, "layers": 4, "heads": 4},
     "m": {"dim": 256, "layers": 6, "heads": 8},
     "l": {"dim": 576, "layers": 12, "heads": 8},  # ~48M parameters: the ~50M rung of config/gpu.yaml
     "xl": {"dim": 1024, "layers": 16, "heads": 16},

@@ -213,7 +213,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     if args.ladder is None:
         args.ladder = list(FAMILY_SPECS[("flow_matching", "transformer")].presets)
         if not args.device.startswith("cuda"):
-            args.ladder = args.ladder[:3]
+            args.ladder = ["xs", "s", "m"]
     return args
 
 

@@ -84,8 +84,9 @@ def resolve_runs(
         bases[name] = entry
         runs[name] = _run_config(config, name, entry, sweep=None)
     for name in config["runs"]["sweep_around"]:
+        sweeps = run_sweeps(config, bases[name])
         for factor in SWEEP_FACTORS:
-            for value in config["runs"]["sweeps"][factor]:
+            for value in sweeps[factor]:
                 sweep_name = f"{name}--{factor}-{value}"
                 run = _run_config(config, sweep_name, bases[name], sweep={"factor": factor, "value": value})
                 if _same_settings(run, runs[name]):
@@ -113,24 +114,39 @@ def run_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[s
         if name in bases:
             problems.append(f"{path}: {name} listed twice (also runs.base[{bases[name]}])")
         bases.setdefault(name, index)
-    sweeps = config["runs"]["sweeps"]
+    # the study's sweeps, and a base run's own where it lists them
+    sweep_lists = [("runs.sweeps", config["runs"]["sweeps"])] + [
+        (f"runs.base[{index}].sweeps", entry["sweeps"])
+        for index, entry in enumerate(config["runs"]["base"])
+        if "sweeps" in entry
+    ]
     for index, name in enumerate(config["runs"]["sweep_around"]):
         path = f"runs.sweep_around[{index}]"
         if name not in bases:
             problems.append(f"{path}: {name!r} is not a base run (known: {sorted(bases)})")
             continue
         entry = config["runs"]["base"][bases[name]]
+        sweeps_path = f"runs.base[{bases[name]}].sweeps" if "sweeps" in entry else "runs.sweeps"
         sizes = MODEL_SIZES.get(entry["task"], {}).get(entry["model"], ())
-        for size_index, size in enumerate(sweeps["size"] if sizes else ()):
+        for size_index, size in enumerate(run_sweeps(config, entry)["size"] if sizes else ()):
             what = f"sizes of {entry['task']}/{entry['model']}, swept by {path}"
-            problem = choice_problem(size, sizes, f"runs.sweeps.size[{size_index}]", what)
+            problem = choice_problem(size, sizes, f"{sweeps_path}.size[{size_index}]", what)
             problems += [problem] if problem else []
-    for factor in ("num_train_molecules", "optimizer"):  # the sweep factors that are training settings
-        for index, value in enumerate(sweeps[factor]):
-            problems += value_problems(value, training_schema[factor], f"runs.sweeps.{factor}[{index}]")
-    for index, value in enumerate(sweeps["seed"]):
-        problems += value_problems(value, properties["seed"], f"runs.sweeps.seed[{index}]")
+    for sweeps_path, sweeps in sweep_lists:
+        for factor in ("num_train_molecules", "optimizer"):  # the sweep factors that are training settings
+            for index, value in enumerate(sweeps.get(factor, [])):
+                problems += value_problems(value, training_schema[factor], f"{sweeps_path}.{factor}[{index}]")
+        for index, value in enumerate(sweeps.get("seed", [])):
+            problems += value_problems(value, properties["seed"], f"{sweeps_path}.seed[{index}]")
     return problems
+
+
+def run_sweeps(config: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """The one-factor sweeps around a base run: its own ``sweeps`` when it lists them (replacing the study's
+    ``runs.sweeps`` as a whole), else the study's."""
+    own = entry.get("sweeps")
+    sweeps = config["runs"]["sweeps"] if own is None else own
+    return {factor: list(sweeps.get(factor, [])) for factor in SWEEP_FACTORS}
 
 
 def setting_problems(settings: Any, schemas: Mapping[str, Any], path: str) -> list[str]:

@@ -266,3 +266,24 @@ def test_cli_writes_markdown_and_csv_with_provenance(tmp_path: Path) -> None:
     assert all(row["verdict"] for row in rows) and all(row["rule"] for row in rows)
     text = out_md.read_text()
     assert "| equiv_2_percent | [A] |" in text and "## Rules" in text
+
+
+def test_force_field_parts_are_reported_beside_the_reading_but_not_judged(tmp_path: Path) -> None:
+    study = make(tmp_path, runs=point_cloud_runs(final_percent=1.0))
+    run = next(r for r in study.runs if r.task == "force_field" and r.equivariance == "none" and r.sweep is None)
+    path = study.decomposition(run)
+    table = pd.read_csv(path)
+    percent = table[table["quantity"] == "equiv_percent"]
+    energy = percent.assign(part="energy", value=1e-12, stderr=1e-13)  # invariant by construction, as escaip_like
+    forces = percent.assign(part="forces", value=50.0, stderr=1.0)  # far above 2%: must not change the verdict
+    pd.concat([table, energy, forces]).to_csv(path, index=False)
+    from eqdyn.figures.tables import read_decomposition_parts
+
+    parts = read_decomposition_parts(study.decomposition_files())
+    assert set(parts["part"]) == {"energy", "forces"}
+    result = build(study, parts=parts)
+    measured = result["equiv_2_percent_force_field"].measured
+    assert f"{run.name} at step 10000: energy 1e-12% [" in measured and "forces 50% [48, 52]" in measured
+    assert result["equiv_2_percent_force_field"].verdict == claims.REPRODUCED
+    assert "parts" not in result["equiv_2_percent_flow_matching"].measured
+    assert claims.describe_parts(None, []) == ""

@@ -108,10 +108,12 @@ def test_resolved_values_are_the_configs(config: dict[str, Any]) -> None:
     base = runs["flow_matching-transformer"]
     assert base.sweep is None and base.model == ModelSpec("transformer", "s", {})
     assert base.training.steps == config["training"]["steps"] and base.training.seed == config["seed"]
-    assert base.training.learning_rate == config["training"]["learning_rates"][base.training.optimizer]
+    # a base run's own learning_rates (its sweep's picks) merge into the defaults, and its sweeps inherit them
+    rates = {**config["training"]["learning_rates"], **config["runs"]["base"][0]["training"].get("learning_rates", {})}
+    assert base.training.learning_rate == rates[base.training.optimizer]
     sgd = runs["flow_matching-transformer--optimizer-sgd"]
     assert sgd.sweep is not None and (sgd.sweep.factor, sgd.sweep.value) == ("optimizer", "sgd")
-    assert sgd.training.learning_rate == config["training"]["learning_rates"]["sgd"]
+    assert sgd.training.learning_rate == rates["sgd"]
     voxel = runs["voxel_denoising-unet3d"]
     assert voxel.training.batch_size == 8 and voxel.model.overrides == {"channels": len(config["data"]["elements"])}
 

@@ -28,7 +28,15 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
-from eqdyn.figures.tables import Z95, RunInfo, read_csvs, read_decomposition, read_runs, series
+from eqdyn.figures.tables import (
+    Z95,
+    RunInfo,
+    read_csvs,
+    read_decomposition,
+    read_decomposition_parts,
+    read_runs,
+    series,
+)
 from eqdyn.figures.twirling_remedy import read_example_tables
 from eqdyn.io import atomic_open
 
@@ -351,6 +359,28 @@ def sweep_runs(runs: dict[str, RunInfo], factor: str) -> list[RunInfo]:
     members = [r for r in runs.values() if r.sweep_factor == factor and not r.equivariant]
     bases = {r.base_run for r in members}
     return [runs[name] for name in sorted(bases) if name in runs] + members
+
+
+def describe_parts(parts: pd.DataFrame | None, readings: Sequence[PercentReading]) -> str:
+    """Each output part's share (e.g. energy and forces of a force field) at the step each run is read, with the
+    95% interval; reported, not judged (the rule reads the whole loss). Empty when no run has parts."""
+    if parts is None or parts.empty:
+        return ""
+    texts = []
+    for reading in readings:
+        rows = parts[
+            (parts["run"] == reading.run) & (parts["step"] == reading.step) & (parts["quantity"] == "equiv_percent")
+        ]
+        if rows.empty or not np.isfinite(reading.value):
+            continue
+        shares = ", ".join(
+            f"{part} {value:.3g}% [{value - Z95 * se:.3g}, {value + Z95 * se:.3g}]"
+            for part, value, se in zip(
+                rows["part"], rows["value"].astype(float), rows["stderr"].astype(float), strict=True
+            )
+        )
+        texts.append(f"{reading.run} at step {reading.step}: {shares}")
+    return "parts (100 L_equiv / L_total of each part, not judged): " + "; ".join(texts) if texts else ""
 
 
 def readings_for(table: pd.DataFrame, chosen: list[RunInfo]) -> list[PercentReading]:
@@ -940,8 +970,10 @@ def build_claims(
     gradients: pd.DataFrame | None = None,
     efficiency: pd.DataFrame | None = None,
     examples: pd.DataFrame | None = None,
+    parts: pd.DataFrame | None = None,
 ) -> list[Claim]:
-    """Every claim with its measurement and computed verdict (``examples``: the per-example loss tables)."""
+    """Every claim with its measurement and computed verdict (``examples``: the per-example loss tables; ``parts``:
+    the decomposition rows of each output part, reported beside the 2% readings of the tasks that have them)."""
     statement = (
         "Non-equivariant models trained with rotation augmentation bring L_equiv to ≤ 2% of held-out loss "
         "within 1k-10k training steps."
@@ -949,15 +981,17 @@ def build_claims(
     augmented = main_runs(runs)
     claims = [percent_claim("equiv_2_percent", "[A]", statement, readings_for(table, augmented))]
     for task in sorted({r.task for r in augmented}):
-        claims.append(
-            percent_claim(
-                f"equiv_2_percent_{task}",
-                "[A]",
-                f"{statement} ({task})",
-                readings_for(table, [r for r in augmented if r.task == task]),
-                rule="The rule of equiv_2_percent, over this task's augmented base runs and their seed sweeps.",
-            )
+        task_readings = readings_for(table, [r for r in augmented if r.task == task])
+        claim = percent_claim(
+            f"equiv_2_percent_{task}",
+            "[A]",
+            f"{statement} ({task})",
+            task_readings,
+            rule="The rule of equiv_2_percent, over this task's augmented base runs and their seed sweeps.",
         )
+        part_text = describe_parts(parts, task_readings)
+        claim.measured += f" | {part_text}" if part_text else ""
+        claims.append(claim)
     for cid, provenance, factor, statement in (
         ("robust_size", "[A]/[S]", "size", "...robust to model size ([S] 1M-400M parameters)."),
         ("robust_dataset", "[A]/[S]", "num_train_molecules", "...robust to dataset size ([S] 500-1M samples)."),
@@ -1056,6 +1090,7 @@ def main(argv: list[str] | None = None) -> int:
         gradients=read_csvs(args.gradients) if args.gradients else None,
         efficiency=read_csvs([args.efficiency]) if args.efficiency else None,
         examples=read_example_tables(args.examples) if args.examples else None,
+        parts=read_decomposition_parts(args.decomposition),
     )
     write_outputs(claims, args.out_md, args.out_csv, args.study, args.configfiles)
     for claim in claims:

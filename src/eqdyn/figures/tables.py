@@ -104,6 +104,21 @@ def read_csvs(paths: Iterable[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def read_decomposition_parts(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The rows of each output part (e.g. a force field's energy and forces) other than their sum "all", over all
+    t: run, step, part, quantity, value, stderr. Empty for tasks with one output."""
+    table = read_csvs(paths)
+    if table.empty or "part" not in table:
+        return pd.DataFrame(columns=["run", "step", "part", "quantity", "value", "stderr"])
+    # the parts of a (run, quantity) are its rows beside an "all" row (a one-part output has its own part, no sum)
+    table = table[table["t_bin"].astype(str) == "all"]
+    has_sum = table.groupby(["run", "quantity"])["part"].transform(lambda parts: (parts == "all").any())
+    rows = table[has_sum.astype(bool) & (table["part"] != "all")].copy()
+    for column in ("value", "stderr", "step"):
+        rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    return rows[["run", "step", "part", "quantity", "value", "stderr"]].reset_index(drop=True)
+
+
 def read_decomposition(paths: Iterable[str | Path]) -> pd.DataFrame:
     """All decomposition tables, with one output part per (run, quantity): "all" when present, else the only one."""
     table = read_csvs(paths)

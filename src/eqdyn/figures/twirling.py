@@ -53,17 +53,28 @@ def _k_axis(ax, ks: list[int]) -> None:
     ax.set_xlim(min(ks) / 1.4, max(ks) * 1.4)
 
 
+# one marker per (augmented, equivariant) pair when a task has several, shared by its curves in both panels
+PAIR_MARKERS = ("o", "^", "v", "D", "P", "X")
+
+
+def _model_name(run: str) -> str:
+    """A run's name without its task prefix (force_field-escaip_like -> escaip_like)."""
+    return run.split("-", 1)[1] if "-" in run else run
+
+
 def _plot_remedy(top, middle, comparisons: list[TwirlComparison], unit: str) -> None:
     pairs = list(dict.fromkeys((c.augmented, c.equivariant) for c in comparisons))
     offsets = np.linspace(-0.06, 0.06, len(pairs)) if len(pairs) > 1 else [0.0]
-    for (augmented, equivariant), offset in zip(pairs, offsets, strict=True):
+    for index, ((augmented, equivariant), offset) in enumerate(zip(pairs, offsets, strict=True)):
         rows = [c for c in comparisons if (c.augmented, c.equivariant) == (augmented, equivariant)]
         k = np.array([c.k for c in rows], dtype=float) * 2**offset
+        marker = PAIR_MARKERS[index % len(PAIR_MARKERS)] if len(pairs) > 1 else "o"
+        pair = f"{_model_name(augmented)} − {_model_name(equivariant)}" if len(pairs) > 1 else ""
         top.errorbar(
             k,
             [c.augmented_loss for c in rows],
             yerr=[Z95 * c.augmented_se for c in rows],
-            fmt="o-",
+            fmt=f"{marker}-",
             color=AUGMENTED_COLOUR,
             ms=3.5,
             capsize=2,
@@ -74,7 +85,7 @@ def _plot_remedy(top, middle, comparisons: list[TwirlComparison], unit: str) -> 
             k,
             [c.equivariant_loss for c in rows],
             yerr=[Z95 * c.equivariant_se for c in rows],
-            fmt="s--",
+            fmt=f"{marker if len(pairs) > 1 else 's'}--",
             color=EQUIVARIANT_COLOUR,
             ms=3.2,
             capsize=2,
@@ -86,11 +97,12 @@ def _plot_remedy(top, middle, comparisons: list[TwirlComparison], unit: str) -> 
             k,
             [c.difference for c in rows],
             yerr=[Z95 * c.difference_se for c in rows],
-            fmt="o",
+            fmt=marker,
             color="black",
             ms=3.5,
             capsize=2,
-            label="augmented − equivariant (paired)",
+            # several pairs: each its own entry, its marker shared with its two curves above
+            label=f"{pair} (paired)" if pair else "augmented − equivariant (paired)",
         )
         if wins.any():
             middle.plot(
@@ -192,7 +204,7 @@ def plot(
             list(handles.values()),
             list(handles),
             loc="outside lower center",
-            ncols=2 if nrows == 1 else 3,
+            ncols=2 if nrows == 1 or len(tasks) == 1 else 3,  # one task: a one-column figure
             fontsize=6.0,
             title="bars: ±1.96 SE over the same held-out examples (paired for differences)",
             title_fontsize=6,

@@ -63,13 +63,18 @@ def planned(workdir: Path) -> list[Job]:
         rule = re.search(r"^(?:local)?rule (\w+):", block, flags=re.M)
         if not rule:
             continue
-        field = {name: re.search(rf"^    {name}: (.*)$", block, flags=re.M) for name in ("input", "output", "reason")}
+        names = ("input", "output", "benchmark", "reason")
+        field = {name: re.search(rf"^    {name}: (.*)$", block, flags=re.M) for name in names}
         module = re.search(r" -m (?:-- )?(eqdyn(?:\.\w+)+)", block)
+        # a job's benchmark file is one of its outputs to Snakemake (missing, the job reruns)
+        outputs = [
+            text for name in ("output", "benchmark") if (found := field[name]) for text in found.group(1).split(", ")
+        ]
         jobs.append(
             Job(
                 rule=rule.group(1),
                 inputs=tuple(field["input"].group(1).split(", ")) if field["input"] else (),
-                outputs=tuple(field["output"].group(1).split(", ")) if field["output"] else (),
+                outputs=tuple(outputs),
                 reason=field["reason"].group(1) if field["reason"] else "",
                 module=module.group(1) if module else None,
             )

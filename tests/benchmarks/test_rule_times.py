@@ -89,5 +89,5 @@ def test_report_and_bad_input(tmp_path: Path) -> None:
 
 
 def test_job_time_exclusivity() -> None:
-    assert JobTime("analysis/efficiency.tsv", "efficiency_benchmark", 6, 1.0, 1.0).exclusive
-    assert not JobTime("train/a.tsv", "train", 5, 1.0, 1.0).exclusive
+    assert JobTime("analysis/efficiency.tsv", "efficiency_benchmark", 6, 1.0).exclusive
+    assert not JobTime("train/a.tsv", "train", 5, 1.0).exclusive

@@ -3,7 +3,7 @@
 import re
 
 from eqdyn.run_config import RunConfigError
-from eqdyn.training.runs import base_name, resolve_runs, run_sweeps, task_settings
+from eqdyn.training.runs import resolve_runs, task_settings
 
 # Typed and checked here, at parse time: an unknown task, model, size or optimizer, or a bad per-run training
 # override, stops the dry run naming its config key (runs.base[3].model: ...).
@@ -12,7 +12,6 @@ try:
 except RunConfigError as error:
     raise WorkflowError(str(error)) from None
 RUNS = {_name: _run.to_dict() for _name, _run in RUN_CONFIGS.items()}  # the run.json contents
-BASE_ENTRIES = {base_name(_entry["task"], _entry["model"]): _entry for _entry in config["runs"]["base"]}
 for _name, _run in RUNS.items():
     write_if_changed(f"{RESULTS}/runs/{_name}/run.json", _run)
 
@@ -107,10 +106,9 @@ rule lr_sweep:
     resources:
         gpu=1,
     params:
-        # the optimizers this run is trained with in the study: its own, and its optimizer sweep's
+        # the optimizers the study trains this run with: its own, and those of the runs swept around it
         optimizers=lambda wc: " ".join(sorted(
-            {RUNS[wc.run]["training"]["optimizer"]}
-            | (set(run_sweeps(config, BASE_ENTRIES[wc.run])["optimizer"]) if wc.run in config["runs"]["sweep_around"] else set())
+            {run["training"]["optimizer"] for run in RUNS.values() if wc.run in (run["name"], run["base_run"])}
         )),
     shell:
         "{PYTHON} -m eqdyn.training.lr_sweep --run {input.run} --train {input.train} --out {output}"

@@ -63,14 +63,13 @@ class RuleTimesError(ValueError):
 
 @dataclass(frozen=True)
 class JobTime:
-    """One job's measured time: its benchmark file (relative to the benchmarks folder), rule, stage, wall and CPU
-    seconds."""
+    """One job's measured time: its benchmark file (relative to the benchmarks folder), rule, stage, wall seconds.
+    (Snakemake's ``cpu_time`` is not kept: it samples the job's processes and misses most of a short job.)"""
 
     path: str
     rule: str
     stage: int
     seconds: float
-    cpu_seconds: float
 
     @property
     def exclusive(self) -> bool:
@@ -99,10 +98,9 @@ def read_job_times(folder: Path) -> list[JobTime]:
             raise RuleTimesError(f"{path}: not a Snakemake benchmark file (no 's' column or no row)")
         try:
             seconds = sum(float(row["s"]) for row in rows) / len(rows)
-            cpu = sum(float(row.get("cpu_time") or "nan") for row in rows) / len(rows)
         except ValueError as error:
             raise RuleTimesError(f"{path}: {error}") from None
-        jobs.append(JobTime(relative, rule, stage, seconds, cpu))
+        jobs.append(JobTime(relative, rule, stage, seconds))
     if not jobs:
         raise RuleTimesError(f"{folder}: no benchmark files (*.tsv); run the study first")
     return jobs
@@ -140,7 +138,6 @@ class RuleSummary:
     rule: str
     jobs: int
     seconds: float
-    cpu_seconds: float
     longest: float
 
 
@@ -154,7 +151,6 @@ def summarise(jobs: Sequence[JobTime]) -> list[RuleSummary]:
             rule,
             len(group),
             sum(j.seconds for j in group),
-            sum(j.cpu_seconds for j in group),
             max(j.seconds for j in group),
         )
         for rule, group in rules.items()
@@ -176,8 +172,7 @@ def report(jobs: Sequence[JobTime], cores: Sequence[int], source: str) -> str:
         "| rule | jobs | job-minutes | share | longest job (min) |",
         "|---|---|---|---|---|",
     ]
-    # (no CPU column: Snakemake samples a job's cpu_time, and short-lived or child processes escape the samples;
-    # measured 7.5 CPU-s against 30-45 s of wall time for a single-threaded conformer job)
+    # (no CPU column: Snakemake's sampled cpu_time gave 7.5 CPU-s for 30-45 s single-threaded conformer jobs)
     for row in rows:
         lines.append(
             f"| `{row.rule}` | {row.jobs} | {minutes(row.seconds)} | {100 * row.seconds / total:.1f} % | "

@@ -121,6 +121,58 @@ def test_two_percent_ignores_checkpoints_where_the_model_has_not_learned(tmp_pat
     assert "first at learned step 10000" in result["equiv_2_percent"].measured
 
 
+def constant_model_tables(study: SyntheticStudy, ratio: float) -> pd.DataFrame:
+    """Constant-model losses per task such that every run's L_total at its last step is ``ratio`` x its task's
+    (the largest such L_total in the task, so no run of the task sits lower than ``ratio``)."""
+    rows = []
+    for task in sorted({r.task for r in study.runs}):
+        finals = []
+        for run in (r for r in study.runs if r.task == task):
+            table = pd.read_csv(study.decomposition(run)).query("quantity == 'total' and t_bin == 'all'")
+            finals.append(table.loc[table["step"] == table["step"].max(), "value"].max())
+        rows.append({"task": task, "part": "all", "quantity": "constant_model_loss", "value": max(finals) / ratio})
+    return pd.DataFrame(rows)
+
+
+def test_two_percent_does_not_count_a_constant_predictor_plateau(tmp_path: Path) -> None:
+    # the force-field failure of the decisive study: L_total far below its step-0 value (the step-0 rule counts the
+    # run as learned) but at the loss of the best constant model, with a tiny L_equiv share
+    study = make(tmp_path, runs=point_cloud_runs(final_percent=0.01), steps=[0, 10000])
+    assert build(study)["equiv_2_percent"].verdict == claims.REPRODUCED  # the step-0 rule lets the plateau through
+    plateau = build(study, baselines=constant_model_tables(study, ratio=0.99))["equiv_2_percent"]
+    assert plateau.verdict == claims.INCONCLUSIVE, plateau.measured
+    assert "not learned: L_total above 0.75x the best constant model's loss" in plateau.measured
+    assert "(L_total 0.99x the constant model's)" in plateau.measured
+    learned = build(study, baselines=constant_model_tables(study, ratio=0.5))["equiv_2_percent"]
+    assert learned.verdict == claims.REPRODUCED
+    assert "(L_total 0.50x the constant model's)" in learned.measured and "not learned" not in learned.measured
+
+
+def test_one_plateau_run_keeps_its_task_from_reading_reproduced(tmp_path: Path) -> None:
+    study = make(tmp_path, runs=point_cloud_runs(final_percent=0.01), steps=[0, 10000])
+    baselines = constant_model_tables(study, ratio=0.5)
+    assert build(study, baselines=baselines)["equiv_2_percent_force_field"].verdict == claims.REPRODUCED
+    stuck = next(r for r in study.runs if r.task == "force_field" and r.equivariance == "none")
+    constant = float(baselines.loc[baselines["task"] == "force_field", "value"].iloc[0])
+    set_quantity(study, stuck.name, "total", {10000: constant})
+    claim = build(study, baselines=baselines)["equiv_2_percent_force_field"]
+    assert claim.verdict == claims.INCONCLUSIVE, claim.measured
+    assert f"{stuck.name}: " in claim.measured and "(L_total 1.00x the constant model's)" in claim.measured
+
+
+def test_constant_losses_reads_the_all_row_or_the_only_part() -> None:
+    table = pd.DataFrame(
+        {
+            "task": ["force_field"] * 3 + ["flow_matching"],
+            "part": ["energy", "forces", "all", "velocity"],
+            "value": [0.1, 0.4, 0.5, 2.8],
+        }
+    )
+    assert claims.constant_losses(table) == {"force_field": 0.5, "flow_matching": 2.8}
+    with pytest.raises(ValueError, match="force_field"):
+        claims.constant_losses(table[table["part"] != "all"])
+
+
 def test_a_failed_or_missing_run_makes_the_two_percent_claim_at_best_inconclusive(tmp_path: Path) -> None:
     study = make(tmp_path, runs=point_cloud_runs(final_percent=1.0))
     manifest = study.manifest(study.runs[0])

@@ -31,6 +31,30 @@ rule decompose_checkpoints:
 ALL_TARGETS += [f"{RESULTS}/analysis/decomposition/{name}.csv" for name in RUNS]
 
 
+# The best constant model's held-out loss per task, on the decomposition's examples: the claims count a checkpoint
+# as learned only well below it (a run on a trivial predictor's plateau has a tiny L_equiv share that means nothing).
+rule baseline_loss:
+    input:
+        split=f"{RESULTS}/datasets/{{task}}/test.npz",
+        settings=f"{RESULTS}/evaluation/{{task}}/task.json",
+        rotations=f"{RESULTS}/evaluation/{{task}}/rotations.npz",
+        code=code_inputs("eqdyn.analysis.baseline_loss"),
+    output:
+        f"{RESULTS}/analysis/baseline/{{task}}.csv",
+    benchmark:
+        f"{RESULTS}/benchmarks/analysis/baseline/{{task}}.tsv",
+    log:
+        f"{RESULTS}/logs/analysis/baseline/{{task}}.log",
+    wildcard_constraints:
+        task="|".join(TASK_NAMES),
+    shell:
+        "{PYTHON} -m eqdyn.analysis.baseline_loss --task {wildcards.task} --task-settings {input.settings}"
+        " --split {input.split} --rotations {input.rotations} --out {output} > {log} 2>&1"
+
+
+ALL_TARGETS += [f"{RESULTS}/analysis/baseline/{task}.csv" for task in TASK_NAMES]
+
+
 rule efficiency_benchmark:
     input:
         runs=[f"{RESULTS}/runs/{name}/run.json" for name in RUNS],
@@ -187,6 +211,7 @@ def export_files(group):
     # the stage configs written at parse time travel too: unpacked with their old times, they are not rewritten
     # (same content), so they do not look newer than the tables made from them
     files = [DATA_CONFIG, f"{RESULTS}/evaluation/{group}/task.json", HESSIAN_SETTINGS]
+    files += [f"{RESULTS}/analysis/baseline/{group}.csv", f"{bench}/analysis/baseline/{group}.tsv"]
     for name in runs:
         files += [f"{RESULTS}/runs/{name}/{file}" for file in ("run.json", "manifest.json", "metrics.csv")]
         files += [f"{RESULTS}/analysis/decomposition/{name}.csv",

@@ -68,12 +68,14 @@ HAS_EFFICIENCY = "efficiency_benchmark" in _RULE_NAMES
 HESSIAN_TABLES = _analysis_tables("hessian") if HAS_HESSIAN else []
 GRADIENT_TABLES = _analysis_tables("gradients") if HAS_GRADIENTS else []
 EFFICIENCY_TABLE = f"{RESULTS}/analysis/efficiency.csv"
+BASELINES = [f"{RESULTS}/analysis/baseline/{task}.csv" for task in TASK_NAMES]
 
 
 if config["figures_from_present_tables"] in (True, "true"):
     # only what exists now, so the figure and claims jobs pull in no training or analysis job
-    MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES = (
-        [f for f in files if os.path.exists(f)] for files in (MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES)
+    MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES, BASELINES = (
+        [f for f in files if os.path.exists(f)]
+        for files in (MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES, BASELINES)
     )
     HAS_EFFICIENCY = HAS_EFFICIENCY and os.path.exists(EFFICIENCY_TABLE)
 EXAMPLES = [t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS]
@@ -137,6 +139,7 @@ rule claims:
         gradients=GRADIENT_TABLES,
         efficiency=[EFFICIENCY_TABLE] if HAS_EFFICIENCY else [],
         examples=EXAMPLES,
+        baselines=BASELINES,
         code=code_inputs("eqdyn.figures.claims"),
     output:
         md=report(f"{RESULTS}/claims.md", caption="../report/claims.rst", category="Claims"),
@@ -151,6 +154,7 @@ rule claims:
             + [f"--gradients {' '.join(input.gradients)}"] * bool(input.gradients)
             + [f"--efficiency {input.efficiency}"] * bool(input.efficiency)
             + [f"--examples {' '.join(input.examples)}"] * bool(input.examples)
+            + [f"--baselines {' '.join(input.baselines)}"] * bool(input.baselines)
         ),
         **CAPTION_PARAMS,
     shell:

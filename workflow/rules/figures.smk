@@ -78,6 +78,39 @@ if config["figures_from_present_tables"] in (True, "true"):
         for files in (MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES, BASELINES)
     )
     HAS_EFFICIENCY = HAS_EFFICIENCY and os.path.exists(EFFICIENCY_TABLE)
+
+
+def _bundles(folder):
+    """A bundle folder (eqdyn.export: index.json beside the tables), or a folder of them, sorted by name."""
+    if os.path.exists(os.path.join(folder, "index.json")):
+        return [folder]
+    bundles = sorted(
+        os.path.join(folder, name) for name in os.listdir(folder) if os.path.exists(os.path.join(folder, name, "index.json"))
+    ) if os.path.isdir(folder) else []
+    if not bundles:
+        raise WorkflowError(f"figures_from={folder}: no export bundle there (a folder with index.json, or of them)")
+    return bundles
+
+
+def _in_bundles(path, bundles):
+    """Where ``path`` (under RESULTS) lies in the first bundle that holds it, or None."""
+    relative = os.path.relpath(path, RESULTS)
+    found = [os.path.join(b, relative) for b in bundles if os.path.exists(os.path.join(b, relative))]
+    return found[0] if found else None
+
+
+if config["figures_from"]:
+    # The committed tables themselves, read where they lie in the bundles: no rule makes those paths, so Snakemake
+    # links no training or analysis job to them (tables unpacked into results/ would pull in the data stage, since
+    # their datasets are not there). A run without tables keeps its parse-time run.json: the claims name it.
+    _BUNDLES = _bundles(config["figures_from"])
+    RUN_FILES = [_in_bundles(f, _BUNDLES) or f for f in RUN_FILES]
+    MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES, BASELINES = (
+        [found for found in (_in_bundles(f, _BUNDLES) for f in files) if found]
+        for files in (MANIFESTS, DECOMPOSITIONS, HESSIAN_TABLES, GRADIENT_TABLES, BASELINES)
+    )
+    EFFICIENCY_TABLE = _in_bundles(EFFICIENCY_TABLE, _BUNDLES) or EFFICIENCY_TABLE
+    HAS_EFFICIENCY = HAS_EFFICIENCY and EFFICIENCY_TABLE != f"{RESULTS}/analysis/efficiency.csv"
 EXAMPLES = [t.replace(".csv", "_examples.csv.gz") for t in DECOMPOSITIONS]
 FROM_DECOMPOSITION = dict(decomposition=DECOMPOSITIONS, runs=RUN_FILES, manifests=MANIFESTS)
 
@@ -182,7 +215,8 @@ for _name, _present in (
 
 rule performance_report:
     input:
-        f"{RESULTS}/analysis/performance.md",
+        (_in_bundles(f"{RESULTS}/analysis/performance.md", _BUNDLES) if config["figures_from"] else None)
+        or f"{RESULTS}/analysis/performance.md",
     output:
         f"{FIGURES}/performance.md",
     benchmark:

@@ -28,18 +28,40 @@ def evaluation_files(root: Path, task: str, settings: dict, num_rotations: int =
     (root / f"{task}.json").write_text(json.dumps(settings))
     rotations = root / f"{task}_rotations.npz"
     evaluation_rotations.main(
-        ["--task", task, "--task-settings", str(root / f"{task}.json"), "--split", str(split),
-         "--num-rotations", str(num_rotations), "--seed", "5", "--out", str(rotations)]
-    )  # fmt: skip
+        [
+            "--task",
+            task,
+            "--task-settings",
+            str(root / f"{task}.json"),
+            "--split",
+            str(split),
+            "--num-rotations",
+            str(num_rotations),
+            "--seed",
+            "5",
+            "--out",
+            str(rotations),
+        ]
+    )
     return {"split": split, "settings": root / f"{task}.json", "rotations": rotations}
 
 
 def run_cli(root: Path, task: str, files: dict[str, Path]) -> pd.DataFrame:
     out = root / f"{task}_baseline.csv"
     code = baseline_loss.main(
-        ["--task", task, "--task-settings", str(files["settings"]), "--split", str(files["split"]),
-         "--rotations", str(files["rotations"]), "--out", str(out)]
-    )  # fmt: skip
+        [
+            "--task",
+            task,
+            "--task-settings",
+            str(files["settings"]),
+            "--split",
+            str(files["split"]),
+            "--rotations",
+            str(files["rotations"]),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     return pd.read_csv(out).set_index("part")
 
@@ -70,8 +92,12 @@ def test_flow_matching_parts_that_rotate_get_zero(tmp_path: Path) -> None:
     assert table.loc["velocity", "constant"] == 0.0
     task = build_task("flow_matching", prior_sigma=1.0)
     batches = load_evaluation_batches(task, files["split"], files["rotations"], 64, torch.float64)
-    by_hand = torch.cat([task.loss({"velocity": torch.zeros_like(b.example.target["velocity"])},
-                                   b.example.target, b.example.inputs) for b in batches])  # fmt: skip
+    by_hand = torch.cat(
+        [
+            task.loss({"velocity": torch.zeros_like(b.example.target["velocity"])}, b.example.target, b.example.inputs)
+            for b in batches
+        ]
+    )
     assert table.loc["velocity", "value"] == pytest.approx(float(by_hand.mean()), rel=1e-12)
 
 
@@ -97,8 +123,10 @@ class ConstantForceField(nn.Module):
 
     def forward(self, positions: Tensor, *_: Tensor) -> dict[str, Tensor]:
         batch = positions.shape[0]
-        return {"energy": torch.full((batch,), self.energy, dtype=positions.dtype) + 0 * self.anchor,
-                "forces": torch.zeros_like(positions)}  # fmt: skip
+        return {
+            "energy": torch.full((batch,), self.energy, dtype=positions.dtype) + 0 * self.anchor,
+            "forces": torch.zeros_like(positions),
+        }
 
 
 def test_decomposition_of_the_constant_model_reads_the_baseline(tmp_path: Path) -> None:

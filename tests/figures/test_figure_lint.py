@@ -306,8 +306,8 @@ def test_cli_fails_on_a_defective_figure(synthetic_study: Path, tmp_path: Path, 
     assert lint.main(study_argv) == 0
     original = loss_decomposition.plot
 
-    def with_literal_newline(table, runs):
-        fig = original(table, runs)
+    def with_literal_newline(table, runs, baselines=None):
+        fig = original(table, runs, baselines)
         fig.axes[0].set_title(r"two\nlines")
         return fig
 

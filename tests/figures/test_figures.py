@@ -61,6 +61,28 @@ def test_decomposition_figures(study: SyntheticStudy, tmp_path: Path, module) ->
     assert_figure(out)
 
 
+def test_loss_figure_marks_each_tasks_constant_model(study: SyntheticStudy, tmp_path: Path) -> None:
+    tasks = sorted({run.task for run in study.runs})
+    values = {task: 0.5 + index for index, task in enumerate(tasks)}
+    baseline = tmp_path / "baseline.csv"
+    pd.DataFrame({"task": tasks, "part": "all", "value": [values[t] for t in tasks]}).to_csv(baseline, index=False)
+    table = tables.read_decomposition(study.decomposition_files())
+    fig = loss_decomposition.plot(
+        table, tables.read_runs(study.run_files(), study.manifest_files()), tables.read_csvs([baseline])
+    )
+    drawn = {
+        ax.get_title().split(":")[0]: line.get_ydata()[0]
+        for ax in fig.axes
+        for line in ax.get_lines()
+        if line.get_label() == loss_decomposition.CONSTANT_LABEL
+    }
+    assert drawn == {style.task_title(task): values[task] for task in tasks}
+    assert loss_decomposition.CONSTANT_LABEL in [text.get_text() for text in fig.legends[0].get_texts()]
+    out = tmp_path / "loss.png"
+    assert loss_decomposition.main([*common_args(study), "--baselines", str(baseline), "--out", str(out)]) == 0
+    assert_figure(out)
+
+
 def test_hessian_figure(study: SyntheticStudy, tmp_path: Path) -> None:
     table, density = write_hessian(study, "force_field-transformer")
     table2, density2 = write_hessian(study, "flow_matching-transformer", kappa_ratio=3, with_stderr=False)

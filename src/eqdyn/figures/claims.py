@@ -31,6 +31,7 @@ from scipy import stats
 from eqdyn.figures.tables import (
     Z95,
     RunInfo,
+    constant_losses,
     read_csvs,
     read_decomposition,
     read_decomposition_parts,
@@ -229,20 +230,6 @@ class PercentReading:
 def run_status(run: RunInfo) -> str:
     """The run's training outcome: "finished", or e.g. "diverged" / "not trained" (the run has no manifest)."""
     return str(getattr(run, "status", FINISHED))
-
-
-def constant_losses(baselines: pd.DataFrame | None) -> dict[str, float]:
-    """Task -> held-out loss of its best constant model (the "all" row, or the only part's), from the tables of
-    :mod:`eqdyn.analysis.baseline_loss`."""
-    if baselines is None or baselines.empty:
-        return {}
-    losses = {}
-    for task, rows in baselines.groupby("task"):
-        chosen = rows[rows["part"] == "all"] if (rows["part"] == "all").any() else rows
-        if len(chosen) != 1:
-            raise ValueError(f"baseline table of {task}: expected one 'all' row or one part, got {list(rows['part'])}")
-        losses[str(task)] = float(chosen["value"].iloc[0])
-    return losses
 
 
 def learned_steps(table: pd.DataFrame, run: str, constant_loss: float | None = None) -> set[int]:

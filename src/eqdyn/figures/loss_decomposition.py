@@ -2,28 +2,44 @@
 
     python -m eqdyn.figures.loss_decomposition --decomposition results/<study>/analysis/decomposition/*.csv \
         --runs results/<study>/runs/*/run.json --manifests results/<study>/runs/*/manifest.json \
-        --out figures/loss_decomposition.png
+        [--baselines results/<study>/analysis/baseline/*.csv] --out figures/loss_decomposition.png
 
 Columns are tasks, rows the task's base runs (augmented model first). Bands: +- 1.96 standard errors over held-out
 examples. L_mean is the unbiased estimator, which can be negative for one example but not on average here; a value
 at or below zero (or an exactly equivariant model's round-off L_equiv) cannot be drawn on a log axis and is stated
-in the panel instead.
+in the panel instead. With ``--baselines`` a dotted line marks the held-out loss of the task's best constant model
+(:mod:`eqdyn.analysis.baseline_loss`): a run whose L_total stays on it has learned nothing, whatever its L_equiv.
 """
 
 from __future__ import annotations
+
+import argparse
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from eqdyn.figures import style
-from eqdyn.figures.tables import Z95, RunInfo, base_runs_by_task, series
+from eqdyn.figures.tables import (
+    Z95,
+    RunInfo,
+    base_runs_by_task,
+    constant_losses,
+    read_csvs,
+    read_decomposition,
+    read_runs,
+    series,
+)
 
 QUANTITIES = ("total", "mean", "equiv")
 ROUND_OFF_RATIO = 1e-6  # L_equiv below this fraction of L_total at every step: the model is equivariant to round-off
 
 
-def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
-    """Draw one run's three losses; returns the largest step."""
+CONSTANT_LABEL = "best constant model"
+
+
+def plot_losses(ax, table: pd.DataFrame, run: RunInfo, constant_loss: float | None = None) -> float:
+    """Draw one run's three losses (and the task's constant-model loss, if given); returns the largest step."""
     max_step = 1.0
     total = series(table, run.name, "total")
     notes = []
@@ -67,6 +83,9 @@ def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
         floor = style.positive_floor(curve["value"], 0.3)
         style.band(ax, curve["step"], curve["value"] - half, curve["value"] + half, colour, log_floor=floor)
         values_drawn += list(curve["value"])
+    if constant_loss is not None and np.isfinite(constant_loss) and constant_loss > 0:
+        ax.axhline(constant_loss, color="0.45", ls=":", lw=1.0, label=CONSTANT_LABEL, zorder=1)
+        values_drawn.append(constant_loss)
     if values_drawn:
         low, high = style.positive_floor(values_drawn, 0.4), max(values_drawn) * 2.5
         if notes:  # the losses fall over training: the notes go top right, above the curves
@@ -87,7 +106,7 @@ def plot_losses(ax, table: pd.DataFrame, run: RunInfo) -> float:
     return max_step
 
 
-def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
+def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame | None = None):
     by_task = base_runs_by_task(runs)
     by_task = {
         task: [r for r in task_runs if not series(table, r.name, "total").empty] for task, task_runs in by_task.items()
@@ -95,6 +114,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
     tasks = [task for task in sorted(by_task) if by_task[task]]
     if not tasks:
         raise ValueError("no decomposition rows for any base run")
+    constants = constant_losses(baselines)
     nrows = max(len(by_task[task]) for task in tasks)
     fig, axes = style.figure(
         ncols=len(tasks),
@@ -110,7 +130,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
                 continue
             run = by_task[task][row]
             ax.set_yscale("log")
-            max_step = plot_losses(ax, table, run)
+            max_step = plot_losses(ax, table, run, constants.get(task))
             style.step_axis(ax, max_step)
             kind = "augmented" if not run.equivariant else f"{run.equivariance}-equivariant"
             ax.set_title(f"{style.task_title(task)}: {run.family}\n({kind}, seed {run.seed})", fontsize=7.5)
@@ -137,7 +157,17 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return style.decomposition_figure_cli(plot, __doc__, argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    parser.add_argument("--baselines", type=Path, nargs="*", default=None, help="constant-model loss tables")
+    style.add_out_argument(parser)
+    args = parser.parse_args(argv)
+    baselines = read_csvs(args.baselines) if args.baselines else None
+    figure = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests), baselines)
+    style.save(figure, args.out)
+    return 0
 
 
 if __name__ == "__main__":

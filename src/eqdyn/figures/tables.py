@@ -203,3 +203,17 @@ def human_count(value: float | None) -> str:
         if abs(value) >= limit:
             return f"{value / limit:.3g}{suffix}"
     return f"{value:.0f}"
+
+
+def constant_losses(baselines: pd.DataFrame | None) -> dict[str, float]:
+    """Task -> held-out loss of its best constant model (the "all" row, or the only part's), from the tables of
+    :mod:`eqdyn.analysis.baseline_loss`."""
+    if baselines is None or baselines.empty:
+        return {}
+    losses = {}
+    for task, rows in baselines.groupby("task"):
+        chosen = rows[rows["part"] == "all"] if (rows["part"] == "all").any() else rows
+        if len(chosen) != 1:
+            raise ValueError(f"baseline table of {task}: expected one 'all' row or one part, got {list(rows['part'])}")
+        losses[str(task)] = float(chosen["value"].iloc[0])
+    return losses

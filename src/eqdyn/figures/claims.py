@@ -369,6 +369,12 @@ def describe_percent(readings: Sequence[PercentReading]) -> str:
         if not r.reached:
             text += f" (trained to step {r.last_step} < {CLAIM_STEP})"
         parts.append(f"{text} → {r.verdict}")
+    fallback = [r.run for r in readings if r.status == FINISHED and np.isfinite(r.value) and np.isnan(r.of_constant)]
+    if fallback:
+        parts.append(
+            f"learned judged against step 0 (L_total below {LEARNED_FRACTION_OF_STEP0:g}x its step-0 value: no "
+            f"constant-model table) for {', '.join(fallback)}"
+        )
     return " | ".join(parts)
 
 

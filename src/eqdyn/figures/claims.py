@@ -28,6 +28,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from eqdyn.figures.style import add_decomposition_arguments
 from eqdyn.figures.tables import (
     Z95,
     RunInfo,
@@ -1130,9 +1131,7 @@ def _md(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    add_decomposition_arguments(parser)
     parser.add_argument("--hessian", type=Path, nargs="*", default=None, help="Hessian tables (absent: not tested)")
     parser.add_argument("--gradients", type=Path, nargs="*", default=None, help="gradient tables")
     parser.add_argument("--efficiency", type=Path, default=None, help="efficiency table")

@@ -110,9 +110,7 @@ def plot(efficiency: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--efficiency", type=Path, required=True, help="efficiency table (CSV)")
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    style.add_decomposition_arguments(parser)
     style.add_out_argument(parser)
     args = parser.parse_args(argv)
     fig = plot(

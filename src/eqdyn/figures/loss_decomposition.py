@@ -158,9 +158,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    style.add_decomposition_arguments(parser)
     parser.add_argument("--baselines", type=Path, nargs="*", default=None, help="constant-model loss tables")
     style.add_out_argument(parser)
     args = parser.parse_args(argv)

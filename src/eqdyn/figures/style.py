@@ -213,14 +213,19 @@ def log_limits(ax: Axes, low: float, high: float, min_decades: float = 1.05) -> 
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def add_decomposition_arguments(parser: argparse.ArgumentParser) -> None:
+    """--decomposition, --runs and --manifests: the tables every figure drawn from the decomposition reads."""
+    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
+    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+
+
 def decomposition_figure_cli(plot: Callable[..., Any], doc: str | None, argv: list[str] | None) -> int:
     """The command line of the figures drawn from decomposition tables, run.json and manifest.json files alone."""
     from eqdyn.figures.tables import read_decomposition, read_runs
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    add_decomposition_arguments(parser)
     add_out_argument(parser)
     args = parser.parse_args(argv)
     save(plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests)), args.out)

@@ -221,9 +221,7 @@ def _empty(ax, message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")
-    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run.json of every run")
-    parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
+    style.add_decomposition_arguments(parser)
     parser.add_argument("--efficiency", type=Path, default=None, help="efficiency table with inference timings")
     parser.add_argument("--examples", type=Path, nargs="*", default=None, help="per-example loss tables (.csv.gz)")
     style.add_out_argument(parser)

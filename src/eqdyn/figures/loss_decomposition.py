@@ -148,7 +148,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame 
         handles,
         labels,
         loc="outside lower center",
-        ncols=len(labels),
+        ncols=len(labels) if len(tasks) > 1 else min(len(labels), 3),  # one column of panels: no room for 4 keys
         fontsize=7,
         title="bands: ±1.96 SE over held-out examples",
         title_fontsize=6.5,

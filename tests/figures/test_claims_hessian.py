@@ -135,6 +135,29 @@ def test_rows_per_definition_and_task_all_reproduced_with_the_magnitude() -> Non
     assert "(not judged)" in result["hessian_smoothness_force_field"].measured
 
 
+def test_a_run_read_where_it_has_not_learned_is_not_judged() -> None:
+    hessian = table(hessian_rows(FORCE), hessian_rows(FLOW, kappa_ratio=0.2, lambda_ratio=0.3))
+    learned_everywhere = {FORCE: set(STEPS), FLOW: set(STEPS)}
+    result = {c.id: c for c in claims.hessian_claims(hessian, RUNS, learned_everywhere)}
+    assert result["hessian_smoothness_force_field"].verdict == claims.REPRODUCED
+    # the force-field run sits on a trivial predictor's plateau at its last Hessian checkpoint: its landscape says
+    # nothing about the claim, so its rows are inconclusive, whatever the ratio
+    plateau = {FORCE: {STEPS[0]}, FLOW: set(STEPS)}
+    result = {c.id: c for c in claims.hessian_claims(hessian, RUNS, plateau)}
+    for cid in ("hessian_smoothness_force_field", "hessian_conditioning_kappa10_force_field", "hessian_1000x"):
+        assert result[cid].verdict == f"{claims.INCONCLUSIVE} (not learned)", cid
+    assert f"step {STEPS[-1]}: (not learned, not judged) 50x" in result["hessian_1000x"].measured
+    # a learned run whose interval lies below 1 still refutes
+    assert result["hessian_smoothness_flow_matching"].verdict == claims.NOT_REPRODUCED
+    assert result["hessian_direction"].verdict == claims.NOT_REPRODUCED
+    # a run not learned at the read step never refutes either
+    reversed_plateau = {FORCE: set(STEPS), FLOW: {STEPS[0]}}
+    result = {c.id: c for c in claims.hessian_claims(hessian, RUNS, reversed_plateau)}
+    assert result["hessian_smoothness_flow_matching"].verdict == f"{claims.INCONCLUSIVE} (not learned)"
+    assert result["hessian_smoothness_force_field"].verdict == claims.REPRODUCED
+    assert result["hessian_direction"].verdict == claims.INCONCLUSIVE  # one task reproduced, one undecided
+
+
 def test_the_other_direction_is_not_reproduced() -> None:
     result = verdicts(table(hessian_rows(FORCE, kappa_ratio=0.2, lambda_ratio=0.3)))
     for cid in (

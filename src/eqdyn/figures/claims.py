@@ -116,8 +116,10 @@ RULES = {
         "checkpoint is listed; the verdict is read at each run's last one. Reproduced: every run's interval lies "
         "above 1. Not reproduced: some interval lies below 1. Inconclusive (not converged): some run lacks "
         "converged values in a repeat (or per-repeat rows). Inconclusive: otherwise (an interval contains 1, one "
-        "repeat, lambda_max ≤ 0). The ratio of lambda_max/L is listed, not judged: it grows without bound as "
-        "L_equiv → 0 while L_mean keeps a noise floor."
+        "repeat, lambda_max ≤ 0). A run read at a checkpoint that is not learned by the 2% rule's criterion (L_total "
+        "above 0.75 x the best constant model's loss) gives inconclusive (not learned) unless another run's interval "
+        "lies below 1: the landscape around a trivial predictor is not the one the claim is about. The ratio of "
+        "lambda_max/L is listed, not judged: it grows without bound as L_equiv → 0 while L_mean keeps a noise floor."
     ),
     "hessian_conditioning": (
         "The rule of hessian_smoothness applied to kappa_k = lambda_1/lambda_k (k = 10; 100 where top_k ≥ 100), "
@@ -522,14 +524,27 @@ def paired_ratio(rows: pd.DataFrame, run: str, step: int, quantity: str) -> Kapp
     return reading
 
 
-def kappa_ratios(hessian: pd.DataFrame, quantity: str = "kappa_10", last_only: bool = True) -> list[KappaRatio]:
-    """Per run with the quantity for both losses: the paired reading at its last step (or at every step)."""
+NOT_LEARNED = "not learned"
+
+
+def kappa_ratios(
+    hessian: pd.DataFrame,
+    quantity: str = "kappa_10",
+    last_only: bool = True,
+    learned: dict[str, set[int]] | None = None,
+) -> list[KappaRatio]:
+    """Per run with the quantity for both losses: the paired reading at its last step (or at every step).
+    ``learned``: run -> its learned checkpoints (the 2% rule's criterion); a reading at another step keeps its
+    numbers but has status "not learned" and is not judged. None: every step counts."""
     out = []
     for run, rows in hessian.groupby("run", sort=False):
         have = rows[rows["quantity"] == quantity]
         steps = sorted(set(have.loc[have["loss"] == "mean", "step"]) & set(have.loc[have["loss"] == "equiv", "step"]))
         for step in steps[-1:] if last_only else steps:
-            out.append(paired_ratio(rows, str(run), int(step), quantity))
+            reading = paired_ratio(rows, str(run), int(step), quantity)
+            if learned is not None and int(step) not in learned.get(str(run), set()):
+                reading.status = NOT_LEARNED
+            out.append(reading)
     return out
 
 
@@ -541,6 +556,8 @@ def ratio_verdict(ratios: Sequence[KappaRatio]) -> str:
         return NOT_TESTED
     if any(r.status == "below" for r in ratios):
         return NOT_REPRODUCED
+    if any(r.status == NOT_LEARNED for r in ratios):  # a landscape around a trivial predictor is not the claim's
+        return f"{INCONCLUSIVE} ({NOT_LEARNED})"
     if all(r.status == "above" for r in ratios):
         return REPRODUCED
     if any(r.status in ("not converged", "no per-repeat values") for r in ratios):
@@ -554,6 +571,8 @@ def _magnitude(value: float) -> str:
 
 def _describe(r: KappaRatio) -> str:
     text = f"step {r.step}: "
+    if r.status == NOT_LEARNED:
+        text += "(not learned, not judged) "
     if np.isfinite(r.low):
         text += f"{r.ratio:.3g}x [{r.low:.3g}, {r.high:.3g}] ({r.repeats} repeats)"
     elif np.isfinite(r.ratio):
@@ -630,9 +649,12 @@ def direction_verdict(verdicts: Sequence[str]) -> str:
     return INCONCLUSIVE
 
 
-def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> list[Claim]:
+def hessian_claims(
+    hessian: pd.DataFrame | None, runs: dict[str, RunInfo], learned: dict[str, set[int]] | None = None
+) -> list[Claim]:
     """The summary row hessian_direction, one row per (definition x task) (smoothness on lambda_max, conditioning
-    on kappa_10 and, where computed, kappa_100), and hessian_1000x (force field).
+    on kappa_10 and, where computed, kappa_100), and hessian_1000x (force field). ``learned``: run -> its learned
+    checkpoints; a run read at another checkpoint makes its rows inconclusive (not learned). None: not checked.
 
     Separate rows, never an average (docs/maths.md, "Hessians and condition numbers"): on dense Hessians of small models
     the direction of kappa_10(L_mean)/kappa_10(L_equiv) flips with model size, and smoothness and conditioning can
@@ -674,8 +696,8 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
         for part, quantity in HESSIAN_DEFINITIONS:
             if not (table["quantity"] == quantity).any():
                 continue
-            every = kappa_ratios(table, quantity, last_only=False)
-            last = kappa_ratios(table, quantity)
+            every = kappa_ratios(table, quantity, last_only=False, learned=learned)
+            last = kappa_ratios(table, quantity, learned=learned)
             if part == "smoothness":
                 statement = f"L_equiv's loss landscape is smoother (smaller lambda_max) than L_mean's ({task})."
                 rule = RULES["hessian_smoothness"]
@@ -708,8 +730,8 @@ def hessian_claims(hessian: pd.DataFrame | None, runs: dict[str, RunInfo]) -> li
     every, last = [], []
     for quantity in ("kappa_10", "kappa_100"):
         if (force_table["quantity"] == quantity).any():
-            every += kappa_ratios(force_table, quantity, last_only=False)
-            last += kappa_ratios(force_table, quantity)
+            every += kappa_ratios(force_table, quantity, last_only=False, learned=learned)
+            last += kappa_ratios(force_table, quantity, learned=learned)
     verdict = ratio_verdict(last)
     if verdict == REPRODUCED:
         magnitudes = "; ".join(
@@ -1066,7 +1088,11 @@ def build_claims(
         claims.append(claim)
     bases = [name for name, run in runs.items() if run.is_base]
     hessian_runs = [] if hessian is None or hessian.empty else list(dict.fromkeys(hessian["run"]))
-    claims += [mark_failed(c, runs, hessian_runs) for c in hessian_claims(hessian, runs)]
+    # the Hessian rows read a run only where it has learned, by the 2% rule's criterion
+    learned = {
+        name: learned_steps(table, name, constants.get(runs[name].task)) for name in hessian_runs if name in runs
+    }
+    claims += [mark_failed(c, runs, hessian_runs) for c in hessian_claims(hessian, runs, learned)]
     claims.append(mark_failed(efficiency_claim(efficiency, table, runs), runs, bases))
     claims.append(gradient_claim(gradients, table, runs))
     claims.append(mark_failed(twirling_claim(table, runs, efficiency, examples), runs, bases))

@@ -162,6 +162,22 @@ def test_one_plateau_run_keeps_its_task_from_reading_reproduced(tmp_path: Path) 
     assert f"{stuck.name}: " in claim.measured and "(L_total 1.00x the constant model's)" in claim.measured
 
 
+def test_robustness_rows_per_task_tell_a_learned_task_from_a_plateau(tmp_path: Path) -> None:
+    study = make(tmp_path, runs=point_cloud_runs(final_percent=0.5), steps=[0, 10000])
+    baselines = constant_model_tables(study, ratio=0.5)
+    for run in study.runs:  # every force-field run sits on the constant model's loss
+        if run.task == "force_field":
+            constant = float(baselines.loc[baselines["task"] == "force_field", "value"].iloc[0])
+            set_quantity(study, run.name, "total", {10000: constant})
+    result = build(study, baselines=baselines)
+    for factor in ("size", "dataset", "optimizer"):
+        assert result[f"robust_{factor}"].verdict == claims.INCONCLUSIVE
+        assert result[f"robust_{factor}_flow_matching"].verdict == claims.REPRODUCED
+        assert result[f"robust_{factor}_force_field"].verdict == claims.INCONCLUSIVE
+        assert "force_field-transformer" not in result[f"robust_{factor}_flow_matching"].runs
+    assert result["robust_size_flow_matching"].measured.startswith("tested 30,000-100,000 parameters")
+
+
 def test_constant_losses_reads_the_all_row_or_the_only_part() -> None:
     table = pd.DataFrame(
         {

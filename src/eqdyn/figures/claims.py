@@ -1086,6 +1086,19 @@ def build_claims(
         if not chosen:
             claim.measured = f"no {factor} sweep in this study"
         claims.append(claim)
+        tasks = sorted({r.task for r in chosen})
+        for task in tasks if len(tasks) > 1 else []:  # one task: the row above is that task's
+            in_task = [r for r in chosen if r.task == task]
+            task_claim = percent_claim(
+                f"{cid}_{task}",
+                provenance,
+                f"{statement} ({task})",
+                readings_for(table, in_task, constants),
+                rule=f"The rule of {cid}, over this task's runs.",
+            )
+            if factor in ("size", "num_train_molecules"):
+                task_claim.measured = f"{_scope(in_task, factor)}; {task_claim.measured}"
+            claims.append(task_claim)
     bases = [name for name, run in runs.items() if run.is_base]
     hessian_runs = [] if hessian is None or hessian.empty else list(dict.fromkeys(hessian["run"]))
     # the Hessian rows read a run only where it has learned, by the 2% rule's criterion

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -319,6 +320,12 @@ def test_cli_fails_on_a_defective_figure(synthetic_study: Path, tmp_path: Path, 
 # --- every figure module on a committed bundle of a real study's tables --------------------------------------------
 
 
+def is_bundle_folder(path: Path) -> bool:
+    """A study made group by group: a folder of export bundles (figures/tables/decisive/<group>/), looked for
+    one level below a root (the root itself, figures/tables/, holds bundles of different studies)."""
+    return path.is_dir() and not (path / "runs").is_dir() and any((p / "runs").is_dir() for p in path.iterdir())
+
+
 def bundle_studies() -> list[Path]:
     roots = [Path(p) for p in os.environ.get("EQDYN_FIGURE_TABLES", "").split(os.pathsep) if p] + [BUNDLE]
     studies = []
@@ -326,14 +333,25 @@ def bundle_studies() -> list[Path]:
         if (root / "runs").is_dir():
             studies.append(root)
         elif root.is_dir():
-            studies += sorted(p for p in root.iterdir() if (p / "runs").is_dir())
+            studies += sorted(p for p in root.iterdir() if (p / "runs").is_dir() or is_bundle_folder(p))
     return studies
+
+
+def copy_study(study: Path, destination: Path) -> Path:
+    """A copy of a study's tables; a folder of bundles is merged into one results-like tree."""
+    if (study / "runs").is_dir():
+        shutil.copytree(study, destination)
+    else:
+        for bundle in sorted(p for p in study.iterdir() if (p / "index.json").exists()):
+            shutil.copytree(bundle, destination, dirs_exist_ok=True)
+    return destination
 
 
 def bundle_cases() -> list:
     cases = []
     for study in bundle_studies():
-        modules = lint.study_figure_arguments(study, Path("unused"))
+        with tempfile.TemporaryDirectory() as scratch:  # only the file names matter here
+            modules = lint.study_figure_arguments(copy_study(study, Path(scratch) / "tables"), Path("unused"))
         cases += [pytest.param(study, module, id=f"{study.name}-{module}") for module in modules]
     if not cases:
         reason = (
@@ -346,8 +364,7 @@ def bundle_cases() -> list:
 
 @pytest.mark.parametrize(("study", "module"), bundle_cases())
 def test_figure_of_a_bundled_study_has_no_defect(study: Path, module: str, tmp_path: Path) -> None:
-    copy = tmp_path / "tables"
-    shutil.copytree(study, copy)  # the figure is drawn from a copy, never beside the committed tables
+    copy = copy_study(study, tmp_path / "tables")  # drawn from a copy, never beside the committed tables
     defects = lint_figure_module(module, lint.study_figure_arguments(copy, tmp_path / "figures")[module])
     assert_no_defects(defects, f"{study.name}: {module}")
 

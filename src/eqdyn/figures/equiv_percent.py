@@ -83,11 +83,12 @@ def plot_percent_panel(ax, table: pd.DataFrame, runs: dict[str, RunInfo], task_r
         ax.text(0.03, 0.03, "\n".join(notes), transform=ax.transAxes, fontsize=5.8, color="0.25", va="bottom")
     if shown:
         low = min(style.positive_floor(shown, 0.5), style.THRESHOLD_PERCENT / 3)
-        if notes:  # a decade of footroom keeps the note on the equivariant runs off the curves
-            low /= 10.0
-        # a decade of headroom above the curves keeps the in-panel legend off them
-        high = max(max(v for v in shown if np.isfinite(v)) * 12.0, style.THRESHOLD_PERCENT * 3)
-        ax.set_ylim(low, min(high, 300.0))
+        # room above the curves for the in-panel legend (a seed aggregate's label takes two lines) and below them
+        # for the note on the equivariant runs
+        lines = sum(1 + str(label).count("\n") for label in ax.get_legend_handles_labels()[1])
+        note_lines = sum(1 + note.count("\n") for note in notes)
+        high = max(max(v for v in shown if np.isfinite(v)), style.THRESHOLD_PERCENT * 3)
+        style.log_limits_below_legend(ax, low, high, legend_lines=lines, cap=1000.0, note_lines=note_lines)
     style.percent_ticks(ax)
     return max_step
 

@@ -84,7 +84,8 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
     drawn: dict[str, Line2D] = {}  # legend key -> handle, for what was drawn only
     for row, name in enumerate(names):
         run = runs.get(name)
-        title = f"{style.task_title(run.task)}: {run.family}" if run else name
+        # the size tells apart two runs of one task (e.g. transformer s and xs)
+        title = f"{style.task_title(run.task)}: {run.family} {run.size}" if run else name
         ax_mean, ax_equiv, ax_curvature, ax_kappa = axes[row]
         steps = matched_steps(density, name) if not density.empty else []
         for ax, loss in ((ax_mean, "mean"), (ax_equiv, "equiv")):
@@ -95,7 +96,7 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
                 rows = density[(density["run"] == name) & (density["loss"] == loss) & (density["step"] == step)]
                 rows = rows.sort_values("eigenvalue")
                 mass = negative_mass(table, name, loss, step)
-                label = f"step {step}" + (f", {100 * mass:.0f}% < 0" if np.isfinite(mass) else "")
+                label = f"{step}" + (f" ({100 * mass:.0f}%)" if np.isfinite(mass) else "")
                 ax.plot(
                     rows["eigenvalue"],
                     rows["density"].clip(lower=1e-12),
@@ -105,11 +106,12 @@ def plot(table: pd.DataFrame, density: pd.DataFrame, runs: dict[str, RunInfo]):
                 )
             ax.set_yscale("log")
             low, high = ax.get_ylim()
-            ax.set_ylim(low, high * (high / low) ** 0.45)  # headroom for the legend
-            ax.yaxis.set_minor_formatter(style.NullFormatter())
+            style.log_limits_below_legend(ax, low, high, legend_lines=len(steps) + 1)  # + the legend's title
             ax.set_xlabel("Hessian eigenvalue")
-            ax.set_title(f"{title}\nspectral density, " + style.QUANTITY_LABELS[loss], fontsize=7)
-            ax.legend(loc="upper right", fontsize=5.5)
+            # the run is named once, above its first panel; the second says only which loss
+            heading = title if loss == "mean" else ""
+            ax.set_title(f"{heading}\nspectral density, " + style.QUANTITY_LABELS[loss], fontsize=7)
+            ax.legend(loc="upper right", fontsize=5.5, title="step (mass < 0)", title_fontsize=5.5)
         ax_mean.set_ylabel("density")
         max_step = table.loc[table["run"] == name, "step"].max()
         for ax, curves, label, heading in (

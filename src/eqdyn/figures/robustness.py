@@ -52,6 +52,12 @@ def draw(ax, table: pd.DataFrame, run: RunInfo, colour: str, label: str, width: 
     return list(curve["step"]), list(curve["value"])
 
 
+def legend_columns_and_lines(entries: int) -> tuple[int, int]:
+    """Two columns from three entries on: a short legend needs less headroom above the curves."""
+    columns = 2 if entries > 2 else 1
+    return columns, -(-entries // columns)
+
+
 def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
     swept = sweeps(runs, table)
     if not swept:
@@ -85,11 +91,16 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
                 steps += s
                 values += v
             style.step_axis(ax, max(steps), extend_to_window=True)
-            style.log_limits(
-                ax, min(style.positive_floor(values, 0.5), style.THRESHOLD_PERCENT / 3), min(max(values) * 4.0, 300.0)
+            style.log_limits_below_legend(
+                ax,
+                min(style.positive_floor(values, 0.5), style.THRESHOLD_PERCENT / 3),
+                max(values),
+                legend_lines=legend_columns_and_lines(1 + len(members))[1],
+                cap=1000.0,
             )
             style.percent_ticks(ax)
-            ax.legend(loc="upper right", fontsize=5.8, handlelength=1.4)
+            columns = legend_columns_and_lines(1 + len(members))[0]
+            ax.legend(loc="upper right", fontsize=5.8, handlelength=1.4, ncols=columns, columnspacing=1.0)
             if row == 0:
                 ax.set_title(f"{style.task_title(base.task)}: {base.family}")
             if column == 0:

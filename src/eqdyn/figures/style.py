@@ -213,6 +213,29 @@ def log_limits(ax: Axes, low: float, high: float, min_decades: float = 1.05) -> 
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
+def log_limits_below_legend(
+    ax: Axes, low: float, high: float, legend_lines: int, cap: float = np.inf, note_lines: int = 0
+) -> None:
+    """Log y limits with the data [low, high] in the middle band of the axes: the top kept free for an upper-right
+    legend of ``legend_lines`` lines and the bottom for a note of ``note_lines`` lines (each line ~10 % of a panel's
+    height at the in-panel font size), so neither covers a point. The top is at most ``cap``, never below the data."""
+    low, high = float(low), float(high)
+
+    def share(lines: int) -> float:
+        return min(0.1 * lines + 0.05, 0.6) if lines else 0.0
+
+    top_share, bottom_share = share(legend_lines), share(note_lines)
+    if top_share + bottom_share > 0.8:  # keep at least a fifth of the height for the data
+        scale = 0.8 / (top_share + bottom_share)
+        top_share, bottom_share = top_share * scale, bottom_share * scale
+    decades = np.log10(max(high / low, 10.0)) / (1 - top_share - bottom_share)  # the axis height, in decades
+    top = high * 10 ** (decades * top_share)
+    if top > cap and top_share > 0:  # the cap binds: the data take more of the height, the footroom shrinks with it
+        top = max(cap, high * 1.5)
+        decades = min(decades, np.log10(top / high) / top_share)
+    log_limits(ax, low / 10 ** (decades * bottom_share), top)
+
+
 def add_decomposition_arguments(parser: argparse.ArgumentParser) -> None:
     """--decomposition, --runs and --manifests: the tables every figure drawn from the decomposition reads."""
     parser.add_argument("--decomposition", type=Path, nargs="+", required=True, help="decomposition tables (CSV)")

@@ -149,7 +149,7 @@ def _plot_unit_checks(ax, checks: list[UnitCheck], runs: dict[str, RunInfo]) -> 
     ax.axhline(0.0, color="0.4", lw=0.8, ls=":")
     _k_axis(ax, sorted({c.k for c in checks}))
     steps = sorted({c.step for c in checks})
-    ax.set_xlabel(f"twirling rotations $k$ (step {', '.join(map(str, steps))})")
+    ax.set_xlabel(f"twirling rotations $k$\n(step {', '.join(map(str, steps))})")
 
 
 def plot(

@@ -46,6 +46,7 @@ RULE_STAGES: tuple[tuple[str, str, int], ...] = (
     ("analysis/gradients/", "gradient_analysis", 6),
     ("analysis/hessian/", "hessian_analysis", 6),
     ("analysis/hessian_stability/", "hessian_stability", 6),
+    ("analysis/baseline/", "baseline_loss", 6),
     ("analysis/efficiency", "efficiency_benchmark", 6),
     ("analysis/performance", "performance_table", 6),
     ("figures/claims", "claims", 7),

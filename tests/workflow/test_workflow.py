@@ -92,6 +92,18 @@ def readme_workflow_commands() -> list[str]:
 
 
 @pytest.mark.slow
+def pack_study_tables(workdir: Path) -> str:
+    """The test study's tables (run configs, manifests, analysis tables) as one export bundle under bundles/."""
+    from eqdyn.export import pack
+
+    root = workdir / "results" / "test"
+    files = sorted(root.glob("runs/*/*.json")) + sorted(p for p in root.glob("analysis/**/*") if p.is_file())
+    out = workdir / "bundles" / "test"
+    if not out.exists():
+        pack(root, files, out, note="test study, for the README's figures_from command")
+    return "bundles"
+
+
 def test_the_readmes_workflow_commands_run_on_the_test_study(finished_workflow: Path) -> None:
     commands = readme_workflow_commands()
     assert any("--report" in c for c in commands) and len(commands) >= 6, commands
@@ -103,6 +115,11 @@ def test_the_readmes_workflow_commands_run_on_the_test_study(finished_workflow: 
         if "--forcerun" in words:  # would retrain the study: plan it only
             words.append("-n")
         words = [w.replace("results/default/", "results/test/") for w in words]
+        if any(w.startswith("figures_from=") for w in words):  # this study's own tables, packed as a bundle
+            words = [
+                f"figures_from={pack_study_tables(finished_workflow)}" if w.startswith("figures_from=") else w
+                for w in words
+            ]
         words[0] = snakemake_executable()
         run = subprocess.run(words, cwd=finished_workflow, capture_output=True, text=True, timeout=900, env=env)
         assert run.returncode == 0, (command, run.stderr[-3000:])

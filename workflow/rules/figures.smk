@@ -95,8 +95,7 @@ def _bundles(folder):
 def _in_bundles(path, bundles):
     """Where ``path`` (under RESULTS) lies in the first bundle that holds it, or None."""
     relative = os.path.relpath(path, RESULTS)
-    found = [os.path.join(b, relative) for b in bundles if os.path.exists(os.path.join(b, relative))]
-    return found[0] if found else None
+    return next((os.path.join(b, relative) for b in bundles if os.path.exists(os.path.join(b, relative))), None)
 
 
 if config["figures_from"]:

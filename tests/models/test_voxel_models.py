@@ -83,3 +83,16 @@ def test_voxel_models_keep_the_shape_and_reject_indivisible_grids(family: str) -
     assert model(grids).shape == grids.shape
     with pytest.raises(ValueError, match="divisible"):
         model(torch.rand(1, 3, 5, 5, 5, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("family", ["unet3d", "octahedral_unet"])
+def test_channels_last_convolutions_hand_back_the_standard_layout_and_the_same_values(family: str) -> None:
+    model = build(family, "xs")
+    grids = random_grids()
+    prediction = model(grids)
+    assert prediction.is_contiguous()
+    reference = model.double()  # the same weights in the standard layout give the same values
+    for module in reference.modules():
+        if isinstance(module, nn.Conv3d):
+            module.weight.data = module.weight.data.contiguous()
+    assert relative_error(reference(grids), prediction) < 1e-12

@@ -19,7 +19,9 @@ ConvFactory = Callable[[int, int, int], nn.Module]  # (in_channels, out_channels
 
 
 def plain_conv3d(in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
-    return nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    conv = nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last_3d)  # see UNet3D.forward
+    return conv
 
 
 def group_count(channels: int, max_groups: int = 8) -> int:
@@ -72,7 +74,9 @@ class UNet3D(nn.Module):
         size = grid.shape[-1]
         if grid.dim() != 5 or grid.shape[-3:] != (size, size, size) or size % 2**self.levels:
             raise ValueError(f"expected [B, C, L, L, L] with L divisible by {2**self.levels}, got {tuple(grid.shape)}")
-        x = self.input_conv(grid)
+        # Channels-last activations (and kernels): oneDNN's 3D convolutions with few channels run ~1.3x faster on CPU
+        # that way, forward and backward; the output is handed back in the caller's standard layout.
+        x = self.input_conv(grid.contiguous(memory_format=torch.channels_last_3d))
         skips = []
         for block in self.down_blocks:
             x = block(x)
@@ -83,7 +87,7 @@ class UNet3D(nn.Module):
         for block, skip in zip(reversed(self.up_blocks), reversed(skips), strict=True):
             x = F.interpolate(x, scale_factor=2, mode="nearest")
             x = block(torch.cat([x, skip], dim=1))
-        return self.output(x)
+        return self.output(x).contiguous()
 
 
 def default_conv_bound(fan_in: int) -> float:

@@ -10,6 +10,7 @@ from eqdyn.benchmarks.rule_times import (
     JobTime,
     RuleTimesError,
     classify,
+    comparison,
     lower_bound,
     main,
     packed_makespan,
@@ -91,3 +92,26 @@ def test_report_and_bad_input(tmp_path: Path) -> None:
 def test_job_time_exclusivity() -> None:
     assert JobTime("analysis/efficiency.tsv", "efficiency_benchmark", 6, 1.0).exclusive
     assert not JobTime("train/a.tsv", "train", 5, 1.0).exclusive
+
+
+def test_comparison_pairs_jobs_by_path_and_names_the_unpaired(tmp_path: Path) -> None:
+    before = study(tmp_path / "before")
+    after = tmp_path / "after"
+    write_benchmark(after, "data/acquire.tsv", 10)
+    for name, seconds in (("a", 20), ("b", 15), ("c", 20)):  # d not run after; e only after
+        write_benchmark(after, f"train/{name}.tsv", seconds)
+    write_benchmark(after, "train/e.tsv", 99)
+    text = comparison(read_job_times(before), read_job_times(after), "before", "after")
+    rows = {line.split(" | ")[0].strip("| `"): line for line in text.splitlines() if line.startswith("| `")}
+    assert "| 3 | 1.5 | 0.9 | 1.64x |" in rows["train"]  # (40 + 30 + 20) / (20 + 15 + 20), e and d left out
+    assert "| 1 | 0.2 | 0.2 | 1.00x |" in rows["data_acquire"]
+    assert "| 40.0 | 20.0 | 2.00x |" in rows["train/a.tsv"]
+    assert "`train/d.tsv`, `train/e.tsv`" in text and "not compared" in text
+    with pytest.raises(RuleTimesError, match="share no job"):
+        comparison(read_job_times(before), [JobTime("x/y.tsv", "train", 5, 1.0)], "before", "other")
+
+
+def test_cli_compares_two_studies(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    before, after = study(tmp_path / "before"), study(tmp_path / "after")
+    main(["--benchmarks", str(after), "--vs", str(before), "--out", str(tmp_path / "compare.md")])
+    assert "| total | 10 | 2.1 | 2.1 | 1.00x |" in (tmp_path / "compare.md").read_text()

@@ -48,6 +48,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from eqdyn.decomposition import decompose_predictions, twisted_predictions
+from eqdyn.models.common import second_order_paths
 from eqdyn.tasks.base import Example, Inputs, Output, Task
 
 LOSS_NAMES = ("total", "mean", "plugin", "equiv")
@@ -57,8 +58,9 @@ HVP_METHODS: tuple[str, ...] = ("auto", "forward_over_reverse", "reverse_over_re
 
 @contextlib.contextmanager
 def second_order_mode(device: torch.device) -> Iterator[None]:
-    """Math attention (twice differentiable, with forward-mode AD) and no autocast, on ``device``."""
-    with sdpa_kernel(SDPBackend.MATH), torch.autocast(device_type=device.type, enabled=False):
+    """Math attention (twice differentiable, with forward-mode AD), no autocast, and every model's second-order
+    code paths (:func:`eqdyn.models.common.second_order_paths`), on ``device``."""
+    with sdpa_kernel(SDPBackend.MATH), torch.autocast(device_type=device.type, enabled=False), second_order_paths():
         yield
 
 

@@ -13,7 +13,15 @@ Ratios are only meaningful between figures taken in the same run, hence one comm
 2. per task, time per training step of the equivariant model over the unconstrained one (interleaved in the same
    timing rounds as the ladder, :func:`eqdyn.models.benchmark.benchmark_runs`);
 3. one Hessian-vector product over one gradient per analysed model (:mod:`eqdyn.benchmarks.hvp`, float32, eager);
-4. one decomposition pass over K plain forwards (:mod:`eqdyn.benchmarks.decomposition`, float32, eager).
+4. one decomposition pass over K plain forwards (:mod:`eqdyn.benchmarks.decomposition`, float32, eager);
+5. data preparation: RDKit conformers per second on 1 process and on ``--data-workers`` processes dealt molecules
+   as the pipeline's shards are (:mod:`eqdyn.data.benchmark_conformers`; ``--data-molecules 0`` skips it);
+6. the project's speed targets, each with its measured value and whether it is met: HVP at most
+   ``HVP_TARGET`` x a gradient by the path "auto" picks, for every analysed model; data preparation at least
+   ``DATA_SCALING_TARGET`` x faster on the workers than on one; and, given ``--baseline`` (the CSV of this command
+   run at an earlier commit on the same machine), the small transformers of the ladder (under 1M parameters) at
+   least ``SMALL_TRANSFORMER_TARGET`` x the baseline's examples/s. The baseline is another run: its ratios carry
+   that run's noise too, which the report says.
 
 Timings are medians over repeats after warm-up steps, CUDA-synchronised on GPU. It measures; it asserts nothing.
 """
@@ -40,11 +48,17 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 from eqdyn.benchmarks.decomposition import CASES as DECOMPOSITION_CASES
 from eqdyn.benchmarks.decomposition import measure_case
 from eqdyn.benchmarks.hvp import ANALYSED_MODELS, HvpRow, measure_hvp
+from eqdyn.data.benchmark_conformers import ScalingRow, measure_scaling
 from eqdyn.models import FAMILY_SPECS, build_model
 from eqdyn.models.benchmark import BenchmarkRow, benchmark_runs, synthetic_molecules, training_loss
 
 H100_BF16_MATMUL_TFLOPS = 800.0  # measured bf16 matmul on the lent H100 (shared/GPU.md); datasheet: 989
 DEFAULT_SIZES = ("xs", "s", "m", "l")
+# The speed targets of the CPU study (issue "The decisive study on two cores")
+HVP_TARGET = 3.0  # one HVP at most this many gradients, every analysed model
+DATA_SCALING_TARGET = 1.8  # conformer preparation on 2 workers over 1
+SMALL_TRANSFORMER_TARGET = 2.0  # examples/s over the baseline's, ladder sizes under SMALL_TRANSFORMER_PARAMETERS
+SMALL_TRANSFORMER_PARAMETERS = 1_000_000
 # (task, equivariant family, unconstrained family), both at their registry default size
 EQUIVARIANCE_PAIRS = (
     ("flow_matching", "egnn", "transformer"),
@@ -125,6 +139,78 @@ class Report:
     pairs: list[tuple[BenchmarkRow, BenchmarkRow]] = field(default_factory=list)
     hvp: list[HvpRow] = field(default_factory=list)
     decomposition: list[DecompositionRow] = field(default_factory=list)
+    data: list[ScalingRow] = field(default_factory=list)
+    # examples/s of the ladder sizes in the --baseline CSV, and where it came from
+    baseline: dict[str, float] = field(default_factory=dict)
+    baseline_source: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: str
+    met: bool | None  # None: not measured in this run
+
+
+def hvp_ratio(row: HvpRow) -> float | None:
+    """The ratio of the path that "auto" picks (the one the analyses run)."""
+    if row.auto_picks == "forward_over_reverse":
+        return row.forward_over_reverse_ratio
+    if row.auto_picks == "reverse_over_reverse":
+        return row.reverse_over_reverse_ratio
+    return None
+
+
+def targets(report: Report) -> list[Target]:
+    """Each speed target with what this run measured; a target this run did not measure is met=None."""
+    rows = []
+    if report.hvp:
+        ratios = {f"{row.task}/{row.family}": hvp_ratio(row) for row in report.hvp}
+        finite = {name: ratio for name, ratio in ratios.items() if ratio is not None}
+        worst = max(finite, key=finite.__getitem__) if finite else None
+        over = [name for name, ratio in ratios.items() if ratio is None or ratio > HVP_TARGET]
+        measured = "no path ran" if worst is None else f"worst {finite[worst]:.2f}x ({worst})"
+        measured += f"; over the target: {', '.join(over)}" if over else ""
+        rows.append(Target(f"HVP <= {HVP_TARGET:g}x a gradient, every analysed model", measured, not over))
+    else:
+        rows.append(Target(f"HVP <= {HVP_TARGET:g}x a gradient, every analysed model", "not measured", None))
+    name = f"data preparation >= {DATA_SCALING_TARGET:g}x faster on 2 workers than on 1 (pipeline shards)"
+    serial = [row for row in report.data if row.mode == "serial"]
+    static = [row for row in report.data if row.mode == "static"]
+    if serial and static:
+        speedup = static[0].rate / serial[0].rate
+        measured = f"{speedup:.2f}x on {static[0].workers} workers"
+        rows.append(Target(name, measured, speedup >= DATA_SCALING_TARGET if static[0].workers == 2 else None))
+    else:
+        rows.append(Target(name, "not measured", None))
+    name = f"small transformers (< 1M parameters) >= {SMALL_TRANSFORMER_TARGET:g}x the baseline's examples/s"
+    small = [row for row in report.ladder if row.timing.parameters < SMALL_TRANSFORMER_PARAMETERS]
+    compared = [row for row in small if row.timing.size in report.baseline]
+    if compared:
+        speedups = {
+            row.timing.size: row.timing.examples_per_second / report.baseline[row.timing.size] for row in compared
+        }
+        measured = ", ".join(f"{size} {value:.2f}x" for size, value in speedups.items())
+        rows.append(Target(name, measured, min(speedups.values()) >= SMALL_TRANSFORMER_TARGET))
+    else:
+        rows.append(Target(name, "no --baseline with these sizes", None))
+    return rows
+
+
+def read_baseline(path: Path) -> dict[str, float]:
+    """examples/s per ladder size from an earlier run's tidy CSV (``--csv``)."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "section" not in rows[0]:
+        raise SystemExit(f"error: {path}: not a performance CSV (no 'section' column)")
+    baseline = {
+        row["size"]: float(row["value"])
+        for row in rows
+        if row["section"] == "ladder" and row["metric"] == "examples_per_second" and row["value"]
+    }
+    if not baseline:
+        raise SystemExit(f"error: {path}: no ladder examples_per_second rows")
+    return baseline
 
 
 def device_name(device: torch.device) -> str:
@@ -249,6 +335,10 @@ def measure(args: argparse.Namespace, command: str) -> Report:
         )
         _release_memory(device)
         _progress(f"decomposition of {task}/{family}", start)
+
+    if args.data_molecules > 0:
+        report.data = measure_scaling(args.data_molecules, 2, args.data_workers, args.data_repeats)
+        _progress(f"conformers of {args.data_molecules} molecules on 1 and {args.data_workers} workers", start)
     return report
 
 
@@ -284,6 +374,20 @@ def format_markdown(report: Report) -> str:
             f"| {row.timing.examples_per_second:,.0f} | {row.flops_per_step / 1e9:.4g} "
             f"| {row.achieved_tflops:.3g} | {_number(row.peak_fraction, 3)} |"
         )
+    if report.baseline:
+        lines += [
+            "",
+            f"Against the baseline `{report.baseline_source}` (the same command at an earlier commit, a separate run "
+            "on this machine: the speed-up carries both runs' noise):",
+            "",
+            "| size | baseline examples/s | examples/s | speed-up |",
+            "|---|---:|---:|---:|",
+        ]
+        for row in report.ladder:
+            before = report.baseline.get(row.timing.size)
+            if before is not None:
+                after = row.timing.examples_per_second
+                lines.append(f"| {row.timing.size} | {before:,.0f} | {after:,.0f} | {after / before:.2f}x |")
     lines += [
         "",
         "## 2. Equivariant / non-equivariant time per training step",
@@ -329,6 +433,28 @@ def format_markdown(report: Report) -> str:
             f"| {decomposition_row.rotations} | {decomposition_row.plain_ms:.2f} "
             f"| {decomposition_row.decomposition_ms:.2f} | {decomposition_row.ratio:.2f} |"
         )
+    if report.data:
+        serial = report.data[0].rate
+        lines += [
+            "",
+            "## 5. Data preparation: RDKit conformers on 1 and on several processes",
+            "",
+            "QM9 molecules (<= 9 heavy atoms) x 2 conformers, ETKDGv3 + MMFF94 as the pipeline makes them; best of "
+            "the repeats. static: molecules dealt round-robin to the processes, as the pipeline's shards are; "
+            "dynamic: one molecule at a time.",
+            "",
+            "| processes | mode | conformers | seconds | conformers/s | speed-up |",
+            "|---:|---|---:|---:|---:|---:|",
+        ]
+        for data_row in report.data:
+            lines.append(
+                f"| {data_row.workers} | {data_row.mode} | {data_row.conformers} | {data_row.seconds:.2f} "
+                f"| {data_row.rate:.1f} | {data_row.rate / serial:.2f}x |"
+            )
+    lines += ["", "## 6. Speed targets", "", "| target | measured | met |", "|---|---|---|"]
+    for target in targets(report):
+        verdict = "not measured" if target.met is None else ("yes" if target.met else "**no**")
+        lines.append(f"| {target.name} | {target.measured} | {verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -397,6 +523,9 @@ def tidy_rows(report: Report) -> list[dict[str, Any]]:
             add(
                 "decomposition", decomposition_row.task, decomposition_row.family, decomposition_row.size, metric, value
             )
+    for data_row in report.data:
+        for metric, value in (("conformers", data_row.conformers), ("seconds", data_row.seconds)):
+            add("data", "conformers", data_row.mode, str(data_row.workers), metric, value)
     return rows
 
 
@@ -430,6 +559,14 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--analysis-atoms", type=int, default=18, help="atoms per molecule of the analyses")
     parser.add_argument("--grid-size", type=int, default=None, help="voxel grid side of the analyses (CUDA 16, CPU 8)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--data-molecules", type=int, default=200, help="molecules of the data-preparation section (0: skip it)"
+    )
+    parser.add_argument("--data-workers", type=int, default=2, help="processes of the data-preparation section")
+    parser.add_argument("--data-repeats", type=int, default=2, help="best of this many data-preparation runs")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="--csv of this command at an earlier commit, same machine"
+    )
     args = parser.parse_args(argv)
     # on CUDA the defaults of the hvp and decomposition CLIs; on CPU smaller, or the HVPs alone take minutes
     cuda = args.device.startswith("cuda")
@@ -451,7 +588,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    baseline = read_baseline(args.baseline) if args.baseline is not None else {}
     report = measure(args, "python -m eqdyn.benchmarks.performance " + shlex.join(argv))
+    report.baseline, report.baseline_source = baseline, None if args.baseline is None else str(args.baseline)
     markdown = format_markdown(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(markdown)

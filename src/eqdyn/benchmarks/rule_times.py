@@ -1,6 +1,7 @@
 """Where a study's time went, per rule, from Snakemake's ``benchmark:`` files, and what it would take on more cores.
 
 ``python -m eqdyn.benchmarks.rule_times --benchmarks results/<study>/benchmarks --cores 2 8 16 --out times.md``
+``python -m eqdyn.benchmarks.rule_times --benchmarks <after>/benchmarks --vs <before>/benchmarks --out compare.md``
 
 Every rule of the workflow writes ``results/<study>/benchmarks/<its log path>.tsv`` (wall seconds ``s`` of its one
 job, among others). This module sums them per rule and estimates the study's wall time on N cores from
@@ -15,6 +16,9 @@ the measured job times, in two ways that bracket it:
 
 Job times measured on one machine's cores under its load are what the estimate scales; it assumes each job keeps
 its measured time on the larger machine (one thread per job, as the rules ask).
+
+With ``--vs``, the same study's benchmark files from another commit (same config, same machine) are compared job by
+job: per rule and per job, the time before, after, and the speed-up before / after, over the jobs both hold.
 """
 
 from __future__ import annotations
@@ -193,15 +197,61 @@ def report(jobs: Sequence[JobTime], cores: Sequence[int], source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison(before: Sequence[JobTime], after: Sequence[JobTime], before_source: str, after_source: str) -> str:
+    """Per rule and per job, before / after over the jobs (benchmark paths) both studies hold; jobs only one holds
+    are named, never silently compared."""
+    before_by_path = {job.path: job for job in before}
+    after_by_path = {job.path: job for job in after}
+    shared = sorted(before_by_path.keys() & after_by_path.keys())
+    if not shared:
+        raise RuleTimesError(f"{before_source} and {after_source} share no job: not the same study")
+    lines = [
+        f"Job times before (`{before_source}`) and after (`{after_source}`), over the {len(shared)} jobs both ran; "
+        "speed-up = before / after (above 1: faster).",
+        "",
+        "| rule | jobs | before (min) | after (min) | speed-up |",
+        "|---|---|---|---|---|",
+    ]
+    paired = [(before_by_path[path], after_by_path[path]) for path in shared]
+    for row in summarise([job for _, job in paired]):
+        pairs = [(b, a) for b, a in paired if a.rule == row.rule]
+        before_seconds = sum(b.seconds for b, _ in pairs)
+        after_seconds = sum(a.seconds for _, a in pairs)
+        lines.append(
+            f"| `{row.rule}` | {len(pairs)} | {minutes(before_seconds)} | {minutes(after_seconds)} | "
+            f"{before_seconds / after_seconds:.2f}x |"
+        )
+    total_before = sum(b.seconds for b, _ in paired)
+    total_after = sum(a.seconds for _, a in paired)
+    lines.append(
+        f"| total | {len(paired)} | {minutes(total_before)} | {minutes(total_after)} | "
+        f"{total_before / total_after:.2f}x |"
+    )
+    lines += ["", "| job | rule | before (s) | after (s) | speed-up |", "|---|---|---|---|---|"]
+    for b, a in sorted(paired, key=lambda pair: -pair[0].seconds):
+        lines.append(f"| `{a.path}` | `{a.rule}` | {b.seconds:.1f} | {a.seconds:.1f} | {b.seconds / a.seconds:.2f}x |")
+    unmatched = sorted(before_by_path.keys() ^ after_by_path.keys())
+    if unmatched:
+        lines += ["", "Jobs only one side ran (not compared): " + ", ".join(f"`{path}`" for path in unmatched) + "."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--benchmarks", type=Path, required=True, help="results/<study>/benchmarks")
     parser.add_argument("--cores", type=int, nargs="+", default=[2, 8, 16])
     parser.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")
+    parser.add_argument(
+        "--vs", type=Path, default=None, help="the same study's benchmarks from another commit: compare (before)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        text = report(read_job_times(args.benchmarks), args.cores, str(args.benchmarks))
+        after = read_job_times(args.benchmarks)
+        if args.vs is None:
+            text = report(after, args.cores, str(args.benchmarks))
+        else:
+            text = comparison(read_job_times(args.vs), after, str(args.vs), str(args.benchmarks))
     except RuleTimesError as error:
         raise SystemExit(f"error: {error}") from None
     logger.info("%s", text)

@@ -13,6 +13,7 @@ import argparse
 import multiprocessing
 import os
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -45,6 +46,32 @@ def timed(molecules: pd.DataFrame, config: dict, workers: int, mode: str) -> tup
     return time.perf_counter() - started, made
 
 
+@dataclass(frozen=True)
+class ScalingRow:
+    workers: int
+    mode: str
+    conformers: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.conformers / self.seconds
+
+
+def measure_scaling(molecules: int, conformers: int, workers: int, repeats: int) -> list[ScalingRow]:
+    """Serial, static (the pipeline's shards) and dynamic on ``workers`` processes: best wall time of ``repeats``."""
+    table = draw_subset(read_embedded("qm9"), "qm9", molecules, seed=0).molecules
+    config = {**BASE_CONFIG, "conformers_per_molecule": conformers}
+    _run((table.iloc[:5], config))  # warm-up: imports and RDKit initialisation
+    rows = []
+    for count, mode in [(1, "serial"), (workers, "static"), (workers, "dynamic")]:
+        best, made = min(timed(table, config, count, mode) for _ in range(repeats))
+        rows.append(ScalingRow(count, mode, made, best))
+    if len({row.conformers for row in rows}) != 1:
+        raise RuntimeError(f"settings made different numbers of conformers: {rows}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--molecules", type=int, default=60)
@@ -53,16 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per setting")
     args = parser.parse_args(argv)
 
-    molecules = draw_subset(read_embedded("qm9"), "qm9", args.molecules, seed=0).molecules
-    config = {**BASE_CONFIG, "conformers_per_molecule": args.conformers}
-    _run((molecules.iloc[:5], config))  # warm-up: imports and RDKit initialisation
-    settings = [(1, "serial"), (args.workers, "static"), (args.workers, "dynamic")]
-    rows = []
-    for workers, mode in settings:
-        best, made = min(timed(molecules, config, workers, mode) for _ in range(args.repeats))
-        rows.append((workers, mode, made, best, made / best))
-    if len({row[2] for row in rows}) != 1:
-        raise RuntimeError(f"settings made different numbers of conformers: {rows}")
+    rows = [
+        (row.workers, row.mode, row.conformers, row.seconds, row.rate)
+        for row in measure_scaling(args.molecules, args.conformers, args.workers, args.repeats)
+    ]
     base = rows[0][4]
     print(
         f"conformer benchmark: {args.molecules} QM9 molecules x {args.conformers} conformers, best of "

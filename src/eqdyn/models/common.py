@@ -8,7 +8,10 @@ derivatives stay finite even when two padded (or one padded and one real) atoms 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +19,23 @@ from torch import Tensor, nn
 
 NUM_ELEMENTS = 120  # embedding rows: every atomic number up to 119, row 0 is padding
 NUM_BOND_TYPES = 5  # 0 none, 1 single, 2 double, 3 triple, 4 aromatic
+
+_SECOND_ORDER = contextvars.ContextVar("eqdyn_second_order", default=False)
+
+
+@contextlib.contextmanager
+def second_order_paths() -> Iterator[None]:
+    """Inside: models take the code paths meant for second derivatives (Hessian-vector products, forward-mode AD)
+    where a faster first-order path would be slower or unsupported there (:func:`second_order_wanted`)."""
+    token = _SECOND_ORDER.set(True)
+    try:
+        yield
+    finally:
+        _SECOND_ORDER.reset(token)
+
+
+def second_order_wanted() -> bool:
+    return _SECOND_ORDER.get()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from eqdyn.models.unet3d import UNet3D, default_conv_bound
+from eqdyn.models.unet3d import UNet3D, cpu_layout, default_conv_bound
 from eqdyn.symmetry.actions import rotate_grid_octahedral
 from eqdyn.symmetry.rotations import octahedral_group
 
@@ -62,7 +62,7 @@ class OctahedralConv3d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         kernel = self.weight[:, :, self.orbit_index]  # [out, in, k, k, k]
-        return F.conv3d(x, kernel, self.bias, padding=self.padding)
+        return F.conv3d(x, cpu_layout(kernel), self.bias, padding=self.padding)
 
 
 class OctahedralUNet3D(UNet3D):

@@ -15,13 +15,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from eqdyn.models.common import second_order_wanted
+
 ConvFactory = Callable[[int, int, int], nn.Module]  # (in_channels, out_channels, kernel_size) -> module
 
 
+def cpu_layout(tensor: Tensor) -> Tensor:
+    """Channels-last on the CPU, where oneDNN's 3D convolutions with few channels train ~1.3x faster that way;
+    unchanged elsewhere (cuDNN picks its own layout) and for second derivatives (:func:`second_order_paths`), whose
+    double backward runs slower in that layout and whose forward-mode AD refuses it."""
+    if tensor.device.type != "cpu" or second_order_wanted():
+        return tensor
+    return tensor.contiguous(memory_format=torch.channels_last_3d)
+
+
+class Conv3d(nn.Conv3d):
+    """``nn.Conv3d`` (same parameters, same checkpoints) whose kernel takes the input's CPU layout."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, cpu_layout(self.weight), self.bias)
+
+
 def plain_conv3d(in_channels: int, out_channels: int, kernel_size: int) -> nn.Module:
-    conv = nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-    conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last_3d)  # see UNet3D.forward
-    return conv
+    return Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
 
 
 def group_count(channels: int, max_groups: int = 8) -> int:
@@ -42,7 +58,7 @@ class ResidualBlock3d(nn.Module):
             nn.SiLU(),
             conv(out_channels, out_channels, 3),
         )
-        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv3d(in_channels, out_channels, 1)
+        self.skip = nn.Identity() if in_channels == out_channels else Conv3d(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.skip(x) + self.body(x)
@@ -67,16 +83,14 @@ class UNet3D(nn.Module):
             ResidualBlock3d(widths[i + 1] + widths[i], widths[i], conv) for i in range(self.levels)
         )
         self.output = nn.Sequential(
-            nn.GroupNorm(group_count(widths[0]), widths[0]), nn.SiLU(), nn.Conv3d(widths[0], channels, 1)
+            nn.GroupNorm(group_count(widths[0]), widths[0]), nn.SiLU(), Conv3d(widths[0], channels, 1)
         )
 
     def forward(self, grid: Tensor) -> Tensor:
         size = grid.shape[-1]
         if grid.dim() != 5 or grid.shape[-3:] != (size, size, size) or size % 2**self.levels:
             raise ValueError(f"expected [B, C, L, L, L] with L divisible by {2**self.levels}, got {tuple(grid.shape)}")
-        # Channels-last activations (and kernels): oneDNN's 3D convolutions with few channels run ~1.3x faster on CPU
-        # that way, forward and backward; the output is handed back in the caller's standard layout.
-        x = self.input_conv(grid.contiguous(memory_format=torch.channels_last_3d))
+        x = self.input_conv(cpu_layout(grid))  # the output is handed back in the caller's standard layout
         skips = []
         for block in self.down_blocks:
             x = block(x)

@@ -90,7 +90,11 @@ def test_every_optimizer_name_builds_its_optimizer(config: dict[str, Any]) -> No
 
 
 # -- run.json round trip ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("overlays", [(), ("gpu.yaml",), ("test.yaml",)])
+# every committed study: the default alone, and each other config file applied on top of it
+OVERLAYS = [()] + [(path.name,) for path in sorted((REPO_ROOT / "config").glob("*.yaml")) if path.name != "config.yaml"]
+
+
+@pytest.mark.parametrize("overlays", OVERLAYS)
 def test_runs_round_trip_the_run_json_layout(overlays: tuple[str, ...]) -> None:
     runs = resolve_runs(study_config(*overlays))
     assert runs

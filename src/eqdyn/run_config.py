@@ -31,6 +31,7 @@ MODEL_SIZES: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         "painn": _LADDER_SIZES,
         "nequip": _LADDER_SIZES,
         "escaip_like": _LADDER_SIZES,
+        "relative_transformer": _TRANSFORMER_SIZES,
     },
     "voxel_denoising": {"unet3d": _LADDER_SIZES, "octahedral_unet": _LADDER_SIZES, "twirled_unet3d": _LADDER_SIZES},
 }

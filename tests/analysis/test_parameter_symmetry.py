@@ -13,11 +13,14 @@ from eqdyn.tasks import KeyedNoise, build_task
 from eqdyn.testing import random_molecules
 
 
-@pytest.mark.parametrize("task_name", ["flow_matching", "force_field"])
-def test_acting_on_parameters_equals_twisting_the_model(task_name: str) -> None:
+@pytest.mark.parametrize(
+    ("task_name", "family"),
+    [("flow_matching", "transformer"), ("force_field", "transformer"), ("force_field", "relative_transformer")],
+)
+def test_acting_on_parameters_equals_twisting_the_model(task_name: str, family: str) -> None:
     torch.manual_seed(0)
     task = build_task(task_name)
-    model = build_model(task_name, "transformer", "xs").double().eval()
+    model = build_model(task_name, family, "xs").double().eval()
     example = task.make_example(random_molecules(3, seed=1, with_labels=True), KeyedNoise(0))
     rotation = haar_rotations(1, torch.Generator().manual_seed(2))[0]
     twisted = task.twist(model, example.inputs, rotation.expand(3, 3, 3))

@@ -1,4 +1,4 @@
-"""The atom transformer's attention bias: the fast one-hot product equals a per-layer table lookup."""
+"""The atom transformer: its attention bias equals a per-layer table lookup; its relative-geometry features."""
 
 from __future__ import annotations
 
@@ -30,3 +30,25 @@ def test_each_layer_and_head_gets_its_own_bond_order_bias() -> None:
         real_keys = batch.mask[:, None, None, :].expand_as(bias)
         assert torch.equal(bias[real_keys], expected[real_keys])
         assert torch.isneginf(bias[~real_keys]).all()
+
+
+def test_relative_features_sum_rbf_bond_and_direction_over_the_other_real_atoms() -> None:
+    model = build_model("force_field", "relative_transformer", "xs").double()
+    trunk = model.trunk
+    assert trunk.relative_rbf is not None
+    # atoms 0 and 1 single-bonded 1.2 Å apart on x, atom 2 unbonded 2 Å up on z, atom 3 padding far away
+    positions = torch.tensor(
+        [[[0.0, 0.0, 0.0], [1.2, 0.0, 0.0], [0.0, 0.0, 2.0], [9.0, 9.0, 9.0]]], dtype=torch.float64
+    )
+    mask = torch.tensor([[True, True, True, False]])
+    bonds = torch.zeros(1, 4, 4, dtype=torch.long)
+    bonds[0, 0, 1] = bonds[0, 1, 0] = 1
+    features = trunk.relative_features(positions, mask, bonds).view(1, 4, -1, 5, 3)  # [B, N, rbf, bond type, xyz]
+    rbf = trunk.relative_rbf
+    expected_atom0 = torch.zeros(features.shape[2:], dtype=torch.float64)
+    expected_atom0[:, 1] += rbf(torch.tensor(1.2, dtype=torch.float64))[:, None] * torch.tensor([1.2, 0.0, 0.0])
+    expected_atom0[:, 0] += rbf(torch.tensor(2.0, dtype=torch.float64))[:, None] * torch.tensor([0.0, 0.0, 2.0])
+    assert torch.allclose(features[0, 0], expected_atom0, atol=1e-12)
+    assert torch.equal(features[0, 3], torch.zeros_like(features[0, 3]))  # padding sees nothing
+    # the raw-coordinate family has no such features
+    assert build_model("force_field", "transformer", "xs").trunk.relative_embedding is None

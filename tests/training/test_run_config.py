@@ -155,7 +155,8 @@ def test_a_run_config_is_immutable(config: dict[str, Any]) -> None:
 BAD_ENTRIES = [
     (
         {"model": "painnn"},
-        "runs.base[3].model: 'painnn' is not one of ['transformer', 'painn', 'nequip', 'escaip_like']",
+        "runs.base[3].model: 'painnn' is not one of "
+        "['transformer', 'painn', 'nequip', 'escaip_like', 'relative_transformer']",
     ),
     ({"size": "xxl"}, "runs.base[3].size: 'xxl' is not one of ['xs', 's', 'm', 'l'] (sizes of force_field/painn)"),
     ({"task": "denoising"}, "runs.base[3].task: 'denoising' is not one of"),
@@ -230,8 +231,8 @@ def test_dry_run_stops_on_misspelled_names_and_bad_overrides(tmp_path: Path) -> 
         "runs.base[0].training.steps: -1 is less than the minimum of 1",
         "runs.base[1].training.steps: 'ten' is not of type 'integer'",
         "runs.base[2].training.batch_size: 0 is less than the minimum of 1",
-        "runs.base[3].model: 'painnn' is not one of ['transformer', 'painn', 'nequip', 'escaip_like']"
-        " (model families of force_field)",
+        "runs.base[3].model: 'painnn' is not one of "
+        "['transformer', 'painn', 'nequip', 'escaip_like', 'relative_transformer'] (model families of force_field)",
         "runs.base[4].size: 'xxl' is not one of ['xs', 's', 'm', 'l'] (sizes of voxel_denoising/unet3d)",
         "runs.base[4].training.optimizer: 'lbfgs' is not one of ['adam', 'adamw', 'sgd']",
     ):

@@ -30,8 +30,8 @@ def act_on_parameters(model: nn.Module, rotation: Tensor) -> dict[str, Tensor]:
     for name, value in model.named_parameters():
         kind = action.get(name)
         r = rotation.to(value.dtype)
-        if kind == "input":  # W [d, 3]: features W (R x)
-            acted[name] = value @ r
+        if kind == "input":  # W [d, 3m], xyz fastest: features W (I_m (x) R) x, so W -> W (I_m (x) R)
+            acted[name] = (value.unflatten(-1, (-1, 3)) @ r).flatten(-2)
         elif kind == "output":  # W [3, d] or b [3]: R^T (W h + b)
             acted[name] = r.T @ value
         else:

@@ -40,6 +40,7 @@ OKABE_ITO = {
 # its exactly equivariant counterpart vermillion, a second equivariant variant purple.
 FAMILY_COLOURS = {
     "transformer": OKABE_ITO["blue"],
+    "relative_transformer": OKABE_ITO["sky_blue"],
     "unet3d": OKABE_ITO["blue"],
     "egnn": OKABE_ITO["vermillion"],
     "painn": OKABE_ITO["vermillion"],
@@ -47,7 +48,7 @@ FAMILY_COLOURS = {
     "egnn_e3": OKABE_ITO["purple"],
     "twirled_unet3d": OKABE_ITO["purple"],
 }
-_OTHER_FAMILIES = [OKABE_ITO[name] for name in ("green", "sky_blue", "orange", "black")]
+_OTHER_FAMILIES = [OKABE_ITO[name] for name in ("green", "orange", "black")]
 
 # The decomposition's three losses.
 QUANTITY_COLOURS = {"total": OKABE_ITO["black"], "mean": OKABE_ITO["blue"], "equiv": OKABE_ITO["orange"]}

@@ -98,6 +98,14 @@ _FAMILIES = (
     ModelFamily("force_field", "nequip", "E3", NequIPForceField, _NEQUIP_PRESETS, "s"),
     ModelFamily("force_field", "escaip_like", "none", EScAIPLikeForceField, _ESCAIP_LIKE_PRESETS, "s"),
     ModelFamily(
+        "force_field",
+        "relative_transformer",
+        "none",
+        ForceFieldTransformer,
+        {size: {**preset, "geometry": "relative"} for size, preset in _TRANSFORMER_PRESETS.items()},
+        "s",
+    ),
+    ModelFamily(
         "voxel_denoising",
         "unet3d",
         "none",

@@ -5,6 +5,12 @@ network sees the absolute orientation and must learn rotational symmetry from au
 enters as an additive per-head attention bias looked up from the bond order (one table row per layer and head).
 Padded atoms are masked out as keys; their own outputs are zeroed by the heads.
 
+With ``geometry="relative"`` (family ``relative_transformer``) each atom's token also gets a linear map of its
+relative-geometry features ``sum_j rbf(|x_j - x_i|) (x) onehot(bond_ij) (x) (x_j - x_i)`` (16 Gaussians up to 5 Å):
+still not equivariant (the map mixes x, y and z freely), but forces near equilibrium are linear in these features,
+where raw-coordinate tokens must resolve 0.03 Å displacements on a 5 Å scale (the force-field transformer with raw
+tokens stays at the constant model's loss; EScAIP itself embeds edge directions and distances).
+
 Attention has two implementations, chosen by ``attention`` (constructor argument, or assign the attribute on a
 built model, e.g. ``model.trunk.attention = "math"``):
 
@@ -17,15 +23,18 @@ built model, e.g. ``model.trunk.attention = "math"``):
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from eqdyn.models.common import NUM_BOND_TYPES, NUM_ELEMENTS, TimeEmbedding
+from eqdyn.models.common import NUM_BOND_TYPES, NUM_ELEMENTS, GaussianRBF, TimeEmbedding, pair_geometry
 
 AttentionImpl = Literal["sdpa", "math"]
+Geometry = Literal["raw", "relative"]
+RELATIVE_RBF = 16
+RELATIVE_CUTOFF = 5.0  # Å: the RBF centres span [0, 5]; no hard cutoff (molecules here are < 12 Å across)
 
 
 class TransformerBlock(nn.Module):
@@ -60,16 +69,30 @@ class AtomTransformerTrunk(nn.Module):
     """Per-atom features [B, N, dim] from raw coordinates, elements, bond orders and an optional conditioning."""
 
     def __init__(
-        self, dim: int, layers: int, heads: int, mlp_ratio: float = 4.0, attention: AttentionImpl = "sdpa"
+        self,
+        dim: int,
+        layers: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        attention: AttentionImpl = "sdpa",
+        geometry: Geometry = "raw",
     ) -> None:
         super().__init__()
         if attention not in ("sdpa", "math"):
             raise ValueError(f"unknown attention implementation {attention!r}: expected 'sdpa' or 'math'")
+        if geometry not in ("raw", "relative"):
+            raise ValueError(f"unknown geometry {geometry!r}: expected 'raw' or 'relative'")
         self.attention: AttentionImpl = attention
         self.heads = heads
         self.num_layers = layers
         self.element_embedding = nn.Embedding(NUM_ELEMENTS, dim)
         self.coordinate_embedding = nn.Linear(3, dim)
+        self.relative_rbf: GaussianRBF | None = None
+        self.relative_embedding: nn.Linear | None = None
+        if geometry == "relative":
+            self.relative_rbf = GaussianRBF(RELATIVE_RBF, RELATIVE_CUTOFF)
+            # features ordered (rbf, bond type, xyz) with xyz fastest: the rotation acts on it as on W [d, 3] blocks
+            self.relative_embedding = nn.Linear(RELATIVE_RBF * NUM_BOND_TYPES * 3, dim)
         # one table for all layers: a single lookup yields every layer's per-head bias
         self.bond_bias = nn.Embedding(NUM_BOND_TYPES, layers * heads)
         self.blocks = nn.ModuleList(TransformerBlock(dim, heads, mlp_ratio) for _ in range(layers))
@@ -86,6 +109,8 @@ class AtomTransformerTrunk(nn.Module):
         batch, n = atomic_numbers.shape
         positions = positions * mask[..., None].to(positions.dtype)  # garbage at padding must not reach anything
         x = self.element_embedding(atomic_numbers) + self.coordinate_embedding(positions)
+        if self.relative_embedding is not None and self.relative_rbf is not None:
+            x = x + self.relative_embedding(self.relative_features(positions, mask, bond_orders))
         if conditioning is not None:
             x = x + conditioning[:, None, :]
         # Every layer's bias from one product of the bond-order one-hots with the table, split with unbind: the same
@@ -101,24 +126,48 @@ class AtomTransformerTrunk(nn.Module):
             x = block(x, bias + key_penalty, self.attention)
         return self.final_norm(x)
 
+    def relative_features(self, positions: Tensor, mask: Tensor, bond_orders: Tensor) -> Tensor:
+        """[B, N, rbf * bond types * 3]: sum over the other real atoms j of rbf(d_ij) onehot(bond_ij) (x_j - x_i)."""
+        assert self.relative_rbf is not None
+        geometry = pair_geometry(positions, mask)  # twice differentiable; zero on padded and diagonal pairs
+        weights = self.relative_rbf(geometry.distances) * geometry.pair_mask[..., None].to(positions.dtype)
+        bonds = F.one_hot(bond_orders, NUM_BOND_TYPES).to(positions.dtype)
+        features = torch.einsum("bijk,bijt,bijc->biktc", weights, bonds, -geometry.vectors)  # vectors are x_i - x_j
+        return features.flatten(2)
+
+
+def coordinate_action(geometry: Geometry) -> dict[str, str]:
+    """The trunk's parameters a rotation acts on (see FlowTransformer.rotation_action)."""
+    action = {"trunk.coordinate_embedding.weight": "input"}
+    if geometry == "relative":
+        action["trunk.relative_embedding.weight"] = "input"
+    return action
+
 
 class FlowTransformer(nn.Module):
     """Flow-matching velocity field v(x_t, t | graph) [B, N, 3]; not equivariant (learns symmetry from data)."""
 
     equivariance = "none"
-    #: How a rotation R acts on the parameters so that f(x; R.theta) = R^T f(R x; theta) (the twist), exactly:
-    #: "input" weights W -> W R, "output" weights and biases W -> R^T W; every other parameter is invariant.
-    rotation_action: ClassVar[dict[str, str]] = {
-        "trunk.coordinate_embedding.weight": "input",
-        "velocity_head.weight": "output",
-        "velocity_head.bias": "output",
-    }
 
     def __init__(
-        self, dim: int, layers: int, heads: int, mlp_ratio: float = 4.0, attention: AttentionImpl = "sdpa"
+        self,
+        dim: int,
+        layers: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        attention: AttentionImpl = "sdpa",
+        geometry: Geometry = "raw",
     ) -> None:
         super().__init__()
-        self.trunk = AtomTransformerTrunk(dim, layers, heads, mlp_ratio, attention)
+        #: How a rotation R acts on the parameters so that f(x; R.theta) = R^T f(R x; theta) (the twist), exactly:
+        #: "input" weights W -> W R (on each block of 3 columns), "output" weights and biases W -> R^T W; every
+        #: other parameter is invariant.
+        self.rotation_action = {
+            **coordinate_action(geometry),
+            "velocity_head.weight": "output",
+            "velocity_head.bias": "output",
+        }
+        self.trunk = AtomTransformerTrunk(dim, layers, heads, mlp_ratio, attention, geometry)
         self.time_embedding = TimeEmbedding(dim)
         self.velocity_head = nn.Linear(dim, 3)
 
@@ -138,12 +187,6 @@ class ForceFieldTransformer(nn.Module):
     """
 
     equivariance = "none"
-    #: See FlowTransformer.rotation_action; the energy head is invariant.
-    rotation_action: ClassVar[dict[str, str]] = {
-        "trunk.coordinate_embedding.weight": "input",
-        "force_head.weight": "output",
-        "force_head.bias": "output",
-    }
 
     def __init__(
         self,
@@ -153,9 +196,16 @@ class ForceFieldTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         attention: AttentionImpl = "sdpa",
         energy_scale: float = 1.0,
+        geometry: Geometry = "raw",
     ) -> None:
         super().__init__()
-        self.trunk = AtomTransformerTrunk(dim, layers, heads, mlp_ratio, attention)
+        #: See FlowTransformer.rotation_action; the energy head is invariant.
+        self.rotation_action = {
+            **coordinate_action(geometry),
+            "force_head.weight": "output",
+            "force_head.bias": "output",
+        }
+        self.trunk = AtomTransformerTrunk(dim, layers, heads, mlp_ratio, attention, geometry)
         self.energy_head = nn.Linear(dim, 1)
         self.force_head = nn.Linear(dim, 3)
         self.reference_energy = nn.Embedding(NUM_ELEMENTS, 1)

@@ -149,7 +149,8 @@ def test_the_readme_table_of_what_an_edit_reruns(study: tuple[Path, list[Job]]) 
         assert not {rule for rule in declaring(file) if rule.startswith(("data_", "figure_"))}, file
     assert declaring("data/labels.py") == {"data_labels", "data_datasets"}
     assert "data_acquire" in declaring("data/checksums/registry.json")
-    assert all(rule.startswith("data_") for rule in declaring("data/checksums/registry.json"))
+    # beyond the data rules, only the performance report, whose data-preparation section runs the conformer code
+    assert all(rule.startswith("data_") for rule in declaring("data/checksums/registry.json") - {"performance_table"})
 
 
 def upstream_rules(jobs: list[Job]) -> dict[str, set[str]]:

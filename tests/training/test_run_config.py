@@ -191,12 +191,12 @@ def test_sweeps_and_top_level_settings_are_checked_too(config: dict[str, Any]) -
         resolve_runs(bad)
     assert raised.value.problems == [
         "training.steps: 0 is less than the minimum of 1",
-        "runs.base[6]: flow_matching-transformer listed twice (also runs.base[0])",
+        f"runs.base[{len(config['runs']['base'])}]: flow_matching-transformer listed twice (also runs.base[0])",
         "runs.sweeps.size[0]: 'xl' is not one of ['xs', 's', 'm', 'l'] (sizes of flow_matching/egnn, swept by "
         "runs.sweep_around[0])",
         "runs.sweep_around[1]: 'flow_matching-transfromer' is not a base run (known: ['flow_matching-egnn', "
-        "'flow_matching-transformer', 'force_field-painn', 'force_field-transformer', "
-        "'voxel_denoising-octahedral_unet', 'voxel_denoising-unet3d'])",
+        "'flow_matching-transformer', 'force_field-painn', 'force_field-relative_transformer', "
+        "'force_field-transformer', 'voxel_denoising-octahedral_unet', 'voxel_denoising-unet3d'])",
         "runs.sweeps.num_train_molecules[0]: 0 is less than the minimum of 1",
         "runs.sweeps.optimizer[0]: 'lbfgs' is not one of ['adam', 'adamw', 'sgd']",
         "runs.sweeps.seed[0]: -1 is less than the minimum of 0",

@@ -43,7 +43,8 @@ def test_relative_features_sum_rbf_bond_and_direction_over_the_other_real_atoms(
     mask = torch.tensor([[True, True, True, False]])
     bonds = torch.zeros(1, 4, 4, dtype=torch.long)
     bonds[0, 0, 1] = bonds[0, 1, 0] = 1
-    features = trunk.relative_features(positions, mask, bonds).view(1, 4, -1, 5, 3)  # [B, N, rbf, bond type, xyz]
+    bond_one_hot = torch.nn.functional.one_hot(bonds, 5).double()
+    features = trunk.relative_features(positions, mask, bond_one_hot).view(1, 4, -1, 5, 3)  # [B, N, rbf, bond, xyz]
     rbf = trunk.relative_rbf
     expected_atom0 = torch.zeros(features.shape[2:], dtype=torch.float64)
     expected_atom0[:, 1] += rbf(torch.tensor(1.2, dtype=torch.float64))[:, None] * torch.tensor([1.2, 0.0, 0.0])

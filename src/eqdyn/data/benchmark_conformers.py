@@ -80,19 +80,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs per setting")
     args = parser.parse_args(argv)
 
-    rows = [
-        (row.workers, row.mode, row.conformers, row.seconds, row.rate)
-        for row in measure_scaling(args.molecules, args.conformers, args.workers, args.repeats)
-    ]
-    base = rows[0][4]
+    rows = measure_scaling(args.molecules, args.conformers, args.workers, args.repeats)
+    base = rows[0].rate
     print(
         f"conformer benchmark: {args.molecules} QM9 molecules x {args.conformers} conformers, best of "
         f"{args.repeats}; {os.cpu_count()} CPUs visible"
     )
     header = ("workers", "mode", "conformers", "seconds", "conf/s", "conf/s/core", "speed-up")
     print("".join(f"{title:>12}" for title in header))
-    for workers, mode, made, seconds, rate in rows:
-        values = (workers, mode, made, f"{seconds:.2f}", f"{rate:.1f}", f"{rate / workers:.1f}", f"{rate / base:.2f}")
+    for row in rows:
+        values = (
+            row.workers,
+            row.mode,
+            row.conformers,
+            f"{row.seconds:.2f}",
+            f"{row.rate:.1f}",
+            f"{row.rate / row.workers:.1f}",
+            f"{row.rate / base:.2f}",
+        )
         print("".join(f"{value:>12}" for value in values))
     print(f"mean ms per conformer on one core: {1000 / base:.1f}")
 

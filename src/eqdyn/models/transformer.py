@@ -108,16 +108,17 @@ class AtomTransformerTrunk(nn.Module):
     ) -> Tensor:
         batch, n = atomic_numbers.shape
         positions = positions * mask[..., None].to(positions.dtype)  # garbage at padding must not reach anything
+        bond_one_hot = F.one_hot(bond_orders, NUM_BOND_TYPES).to(positions.dtype)  # [B, N, N, bond types]
         x = self.element_embedding(atomic_numbers) + self.coordinate_embedding(positions)
-        if self.relative_embedding is not None and self.relative_rbf is not None:
-            x = x + self.relative_embedding(self.relative_features(positions, mask, bond_orders))
+        if self.relative_embedding is not None:
+            x = x + self.relative_embedding(self.relative_features(positions, mask, bond_one_hot))
         if conditioning is not None:
             x = x + conditioning[:, None, :]
         # Every layer's bias from one product of the bond-order one-hots with the table, split with unbind: the same
         # values as an embedding lookup, but the backward (and double backward) is one small matrix product, where
         # slicing a [layers, B, heads, N, N] lookup zero-filled that whole tensor per layer (a fifth of a step).
-        bond_one_hot = F.one_hot(bond_orders.view(batch, n * n), NUM_BOND_TYPES).to(x.dtype).transpose(1, 2)
-        biases = (self.bond_bias.weight.t() @ bond_one_hot).view(batch, self.num_layers, self.heads, n, n)
+        by_pair = bond_one_hot.view(batch, n * n, NUM_BOND_TYPES).transpose(1, 2)
+        biases = (self.bond_bias.weight.t() @ by_pair).view(batch, self.num_layers, self.heads, n, n)
         # padded keys get -inf; an all-padding molecule keeps its keys so that its softmax rows are not NaN
         key_allowed = mask | ~mask.any(dim=1, keepdim=True)
         key_penalty = torch.zeros(batch, 1, 1, n, dtype=x.dtype, device=x.device)
@@ -126,13 +127,13 @@ class AtomTransformerTrunk(nn.Module):
             x = block(x, bias + key_penalty, self.attention)
         return self.final_norm(x)
 
-    def relative_features(self, positions: Tensor, mask: Tensor, bond_orders: Tensor) -> Tensor:
-        """[B, N, rbf * bond types * 3]: sum over the other real atoms j of rbf(d_ij) onehot(bond_ij) (x_j - x_i)."""
+    def relative_features(self, positions: Tensor, mask: Tensor, bond_one_hot: Tensor) -> Tensor:
+        """[B, N, rbf * bond types * 3]: sum over the other real atoms j of rbf(d_ij) onehot(bond_ij) (x_j - x_i),
+        from the one-hot bond orders [B, N, N, bond types]."""
         assert self.relative_rbf is not None
         geometry = pair_geometry(positions, mask)  # twice differentiable; zero on padded and diagonal pairs
         weights = self.relative_rbf(geometry.distances) * geometry.pair_mask[..., None].to(positions.dtype)
-        bonds = F.one_hot(bond_orders, NUM_BOND_TYPES).to(positions.dtype)
-        features = torch.einsum("bijk,bijt,bijc->biktc", weights, bonds, -geometry.vectors)  # vectors are x_i - x_j
+        features = torch.einsum("bijk,bijt,bijc->biktc", weights, bond_one_hot, -geometry.vectors)  # x_i - x_j given
         return features.flatten(2)
 
 

@@ -155,3 +155,17 @@ def test_figure_refuses_tables_with_nothing_to_draw(study: SyntheticStudy) -> No
     table = read_decomposition(study.decomposition_files())
     with pytest.raises(ValueError, match="no augmented base run has twirling rows"):
         twirling.plot(table[~table["quantity"].str.startswith("twirled")], runs)
+
+
+def test_code_check_keys_are_one_per_colour_and_name_every_family(study: SyntheticStudy) -> None:
+    # the default runs' augmented transformers and voxel U-Net share the augmented colour: one key names both
+    decomposition = add_check_rows(study)
+    runs = read_runs(study.run_files(), study.manifest_files())
+    fig = twirling.plot(read_decomposition(decomposition), runs)
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
+    checks = [label for label in labels if label.startswith("code check")]
+    colours = [style.family_colour(family) for family in ("transformer", "unet3d")]
+    assert colours[0] == colours[1]
+    assert checks == ["code check: transformer, unet3d"]
+    drawn = {runs[c.run].family for c in twirling_remedy.unit_checks(read_decomposition(decomposition), runs)}
+    assert drawn == {"transformer", "unet3d"}

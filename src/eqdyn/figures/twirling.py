@@ -125,7 +125,17 @@ def _plot_remedy(top, middle, comparisons: list[TwirlComparison], unit: str) -> 
     middle.set_xlabel("test-time rotations $k$")
 
 
-def _plot_unit_checks(ax, checks: list[UnitCheck], runs: dict[str, RunInfo]) -> None:
+def check_labels(checks: list[UnitCheck], runs: dict[str, RunInfo]) -> dict[str, str]:
+    """The code check's legend label per model family: families drawn in one colour (the augmented models share
+    one) share one key that names them all, so that no two keys look alike."""
+    families = list(dict.fromkeys(runs[c.run].family for c in checks))
+    by_colour: dict[str, list[str]] = {}
+    for family in families:
+        by_colour.setdefault(style.family_colour(family), []).append(family)
+    return {f: f"code check: {', '.join(by_colour[style.family_colour(f)])}" for f in families}
+
+
+def _plot_unit_checks(ax, checks: list[UnitCheck], runs: dict[str, RunInfo], labels: dict[str, str]) -> None:
     names = list(dict.fromkeys(c.run for c in checks))
     offsets = np.linspace(-0.06, 0.06, len(names)) if len(names) > 1 else [0.0]
     for name, offset in zip(names, offsets, strict=True):
@@ -144,7 +154,7 @@ def _plot_unit_checks(ax, checks: list[UnitCheck], runs: dict[str, RunInfo]) -> 
             color=style.family_colour(run.family),
             ms=3.0,
             capsize=2,
-            label=f"code check: {run.family}",
+            label=labels[run.family],
         )
     ax.axhline(0.0, color="0.4", lw=0.8, ls=":")
     _k_axis(ax, sorted({c.k for c in checks}))
@@ -159,6 +169,7 @@ def plot(
     examples: pd.DataFrame | None = None,
 ):
     checks = unit_checks(table, runs)
+    labels = check_labels(checks, runs)
     comparisons: list[TwirlComparison] = []
     unit = ""
     if examples is not None and has_inference_timings(efficiency):
@@ -188,7 +199,7 @@ def plot(
         bottom = axes[-1][column]
         task_checks = [c for c in checks if c.task == task]
         if task_checks:
-            _plot_unit_checks(bottom, task_checks, runs)
+            _plot_unit_checks(bottom, task_checks, runs, labels)
         else:
             _empty(bottom, "no twirling rows")
     if comparisons:

@@ -168,3 +168,40 @@ def test_seed_aggregation_band() -> None:
 def test_output_paths_are_png_and_pdf_beside_each_other(tmp_path: Path) -> None:
     assert style.output_paths(tmp_path / "a.png") == (tmp_path / "a.png", tmp_path / "a.pdf")
     assert style.output_paths(tmp_path / "a") == (tmp_path / "a.png", tmp_path / "a.pdf")
+
+
+def test_robustness_figure_marks_runs_that_never_learned(tmp_path: Path) -> None:
+    """A sweep run on the constant model's plateau (L_total above 0.75x its loss at every checkpoint) is dashed,
+    labelled "not learned" and keyed; runs that learned are not, and without such a run there is no key."""
+    runs = default_runs()
+    plateau = next(r for r in runs if r.name == "force_field-transformer--optimizer-sgd")
+    plateau.loss_scale = 10.0  # L_total >= 10 everywhere, against a constant model at 2.0
+    study = write_study(SyntheticStudy(tmp_path, runs))
+    table = tables.read_decomposition(study.decomposition_files())
+    run_info = tables.read_runs(study.run_files(), study.manifest_files())
+    baseline = pd.DataFrame({"task": ["flow_matching", "force_field"], "part": "all", "value": [2.0, 2.0]})
+    fig = robustness.plot(table, run_info, baseline)
+    labels = {
+        line.get_label(): line for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")
+    }
+    not_learned = [label for label in labels if label.endswith(f"({robustness.NOT_LEARNED})")]
+    assert not_learned == ["sgd (not learned)"]
+    assert labels["sgd (not learned)"].get_linestyle() == "--"
+    assert labels["base: adam"].get_linestyle() == "-"
+    keys = [text.get_text() for text in fig.legends[0].get_texts()]
+    assert any(key.startswith(robustness.NOT_LEARNED) for key in keys)
+    # the figure lint's reading: every key names a drawn curve, nothing clipped
+    lint_study = write_study(SyntheticStudy(tmp_path / "learned", default_runs()))
+    learned_fig = robustness.plot(
+        tables.read_decomposition(lint_study.decomposition_files()),
+        tables.read_runs(lint_study.run_files(), lint_study.manifest_files()),
+        pd.DataFrame({"task": ["flow_matching", "force_field"], "part": "all", "value": [2.0, 2.0]}),
+    )
+    assert not any(
+        line.get_label().endswith(f"({robustness.NOT_LEARNED})") for ax in learned_fig.axes for line in ax.get_lines()
+    )
+    out = tmp_path / "robustness.png"
+    baseline_file = tmp_path / "baseline.csv"
+    baseline.to_csv(baseline_file, index=False)
+    assert robustness.main([*common_args(study), "--baselines", str(baseline_file), "--out", str(out)]) == 0
+    assert_figure(out)

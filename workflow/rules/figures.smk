@@ -118,7 +118,7 @@ FROM_DECOMPOSITION = dict(decomposition=DECOMPOSITIONS, runs=RUN_FILES, manifest
 FIGURE_INPUTS = {
     "equiv_percent": FROM_DECOMPOSITION,
     "loss_decomposition": {**FROM_DECOMPOSITION, "baselines": BASELINES},
-    "robustness": FROM_DECOMPOSITION,
+    "robustness": {**FROM_DECOMPOSITION, "baselines": BASELINES},
     # per-example losses of every run (the decomposition's second output) and the inference timings
     "twirling": {**FROM_DECOMPOSITION, "examples": EXAMPLES,
                  "efficiency": [EFFICIENCY_TABLE] if HAS_EFFICIENCY else []},

@@ -337,8 +337,9 @@ def study_figure_arguments(study: Path, out_dir: Path) -> dict[str, list[str]]:
     if examples:  # as the workflow's twirling rule: per-example losses, and the timings where there are some
         arguments["twirling"][-2:-2] = ["--examples", *map(str, examples)]
     baselines = sorted(study.glob("analysis/baseline/*.csv"))
-    if baselines:  # as the workflow's rule: the constant-model line
-        arguments["loss_decomposition"][-2:-2] = ["--baselines", *map(str, baselines)]
+    if baselines:  # as the workflow's rules: the constant-model line, the checkpoints not learned
+        for name in ("loss_decomposition", "robustness"):
+            arguments[name][-2:-2] = ["--baselines", *map(str, baselines)]
     if examples and efficiency.exists():
         arguments["twirling"][-2:-2] = ["--efficiency", str(efficiency)]
     if hessian:

@@ -13,9 +13,6 @@ in the panel instead. With ``--baselines`` a dotted line marks the held-out loss
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -25,9 +22,6 @@ from eqdyn.figures.tables import (
     RunInfo,
     base_runs_by_task,
     constant_losses,
-    read_csvs,
-    read_decomposition,
-    read_runs,
     series,
 )
 
@@ -157,15 +151,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    style.add_decomposition_arguments(parser)
-    parser.add_argument("--baselines", type=Path, nargs="*", default=None, help="constant-model loss tables")
-    style.add_out_argument(parser)
-    args = parser.parse_args(argv)
-    baselines = read_csvs(args.baselines) if args.baselines else None
-    figure = plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests), baselines)
-    style.save(figure, args.out)
-    return 0
+    return style.decomposition_figure_cli(plot, __doc__, argv, baselines=True)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,16 @@
 
     python -m eqdyn.figures.robustness --decomposition results/<study>/analysis/decomposition/*.csv \
         --runs results/<study>/runs/*/run.json --manifests results/<study>/runs/*/manifest.json \
-        --out figures/robustness.png
+        [--baselines results/<study>/analysis/baseline/*.csv] --out figures/robustness.png
 
 Rows are sweep factors (size, num_train_molecules, optimizer; only those swept), columns the tasks whose base run
 was swept. Each panel shows 100 L_equiv / L_total of the base run (black, the reference in every panel) and of each
 one-factor sweep around it, with +- 1.96 SE bands over held-out examples. Seed sweeps are in figure 1.
+
+Checkpoints that are not learned by the claims' rule (:func:`eqdyn.figures.claims.learned_steps`: held-out L_total
+above 0.75x the task's best constant model's loss from ``--baselines``, else not below a fraction of step 0's) are
+drawn as open markers, and a run with no learned checkpoint is dashed and labelled "not learned": on a constant
+predictor's plateau any L_equiv is a small share of L_total, and a reader should not take it for the claim holding.
 """
 
 from __future__ import annotations
@@ -16,7 +21,14 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from eqdyn.figures import style
-from eqdyn.figures.tables import Z95, RunInfo, human_count, series
+from eqdyn.figures.claims import LEARNED_FRACTION, LEARNED_FRACTION_OF_STEP0, learned_steps
+from eqdyn.figures.tables import (
+    Z95,
+    RunInfo,
+    constant_losses,
+    human_count,
+    series,
+)
 
 FACTORS = ("size", "num_train_molecules", "optimizer")
 FACTOR_TITLES = {"size": "model size", "num_train_molecules": "dataset size", "optimizer": "optimizer"}
@@ -42,14 +54,31 @@ def sweeps(runs: dict[str, RunInfo], table: pd.DataFrame) -> dict[tuple[str, str
     return out
 
 
-def draw(ax, table: pd.DataFrame, run: RunInfo, colour: str, label: str, width: float = 1.2):
-    """One run's percentage curve with its band; returns its (steps, values)."""
+NOT_LEARNED = "not learned"
+
+
+def draw(ax, table: pd.DataFrame, run: RunInfo, colour: str, label: str, learned: set[int], width: float = 1.2):
+    """One run's percentage curve with its band, open markers at its checkpoints outside ``learned``; returns its
+    (steps, values) and whether any drawn checkpoint is not learned."""
     curve = series(table, run.name, QUANTITY)
-    ax.plot(curve["step"], curve["value"], color=colour, lw=width, marker="o", ms=2.0, label=label)
+    is_learned = curve["step"].isin(learned)
+    never = not is_learned.any()
+    ax.plot(
+        curve["step"],
+        curve["value"],
+        color=colour,
+        lw=width,
+        ls="--" if never else "-",
+        marker="o",
+        ms=2.0,
+        label=f"{label} ({NOT_LEARNED})" if never else label,
+    )
+    unlearned = curve[~is_learned]
+    ax.plot(unlearned["step"], unlearned["value"], ls="none", marker="o", ms=2.0, mfc="white", mec=colour, mew=0.6)
     half = Z95 * curve["stderr"].to_numpy(dtype=float)
     floor = style.positive_floor(curve["value"], 0.05)
     style.band(ax, curve["step"], curve["value"] - half, curve["value"] + half, colour, alpha=0.15, log_floor=floor)
-    return list(curve["step"]), list(curve["value"])
+    return list(curve["step"]), list(curve["value"]), not unlearned.empty
 
 
 def legend_columns_and_lines(entries: int) -> tuple[int, int]:
@@ -58,8 +87,10 @@ def legend_columns_and_lines(entries: int) -> tuple[int, int]:
     return columns, -(-entries // columns)
 
 
-def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
+def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame | None = None):
     swept = sweeps(runs, table)
+    constants = constant_losses(baselines)
+    any_unlearned = False
     if not swept:
         raise ValueError("no size, dataset-size or optimizer sweep has decomposition rows")
     factors = [f for f in FACTORS if any(key[0] == f for key in swept)]
@@ -81,21 +112,35 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
             ax.set_yscale("log")
             style.mark_paper_window(ax, label=False)
             style.mark_threshold(ax, label=False)
-            steps, values = draw(
-                ax, table, base, style.OKABE_ITO["black"], f"base: {factor_label(base, factor)}", width=1.5
+            steps, values, unlearned = draw(
+                ax,
+                table,
+                base,
+                style.OKABE_ITO["black"],
+                f"base: {factor_label(base, factor)}",
+                learned_steps(table, base.name, constants.get(base.task)),
+                width=1.5,
             )
+            any_unlearned |= unlearned
             for index, run in enumerate(members):
-                s, v = draw(
-                    ax, table, run, style.SWEEP_COLOURS[index % len(style.SWEEP_COLOURS)], factor_label(run, factor)
+                s, v, unlearned = draw(
+                    ax,
+                    table,
+                    run,
+                    style.SWEEP_COLOURS[index % len(style.SWEEP_COLOURS)],
+                    factor_label(run, factor),
+                    learned_steps(table, run.name, constants.get(run.task)),
                 )
                 steps += s
                 values += v
+                any_unlearned |= unlearned
             style.step_axis(ax, max(steps), extend_to_window=True)
             style.log_limits_below_legend(
                 ax,
                 min(style.positive_floor(values, 0.5), style.THRESHOLD_PERCENT / 3),
                 max(values),
-                legend_lines=legend_columns_and_lines(1 + len(members))[1],
+                # one line more than the legend has: in a single row of panels a line is more than a tenth of the height
+                legend_lines=legend_columns_and_lines(1 + len(members))[1] + 1,
                 cap=1000.0,
             )
             style.percent_ticks(ax)
@@ -107,13 +152,23 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
                 ax.set_ylabel(f"{FACTOR_TITLES[factor]}\n" + r"$100\,L_\mathrm{equiv}/L_\mathrm{total}$ (%)")
             if row < len(factors) - 1:
                 ax.set_xlabel("")
+    handles = [
+        Line2D([], [], color="0.35", ls=":", lw=1.0, label="2% (paper)"),
+        Patch(color="0.9", label="paper: 2% reached within 1k–10k steps"),
+    ]
+    if any_unlearned:
+        reference = (
+            rf"$L_\mathrm{{total}}$ > {LEARNED_FRACTION:g}x the constant model's"
+            if constants
+            else rf"$L_\mathrm{{total}}$ not below {LEARNED_FRACTION_OF_STEP0:g}x step 0's"
+        )
+        handles.append(
+            Line2D([], [], ls="none", marker="o", ms=3.0, mfc="white", mec="0.2", label=f"{NOT_LEARNED} ({reference})")
+        )
     fig.legend(
-        handles=[
-            Line2D([], [], color="0.35", ls=":", lw=1.0, label="2% (paper)"),
-            Patch(color="0.9", label="paper: 2% reached within 1k–10k steps"),
-        ],
+        handles=handles,
         loc="outside lower center",
-        ncols=2,
+        ncols=len(handles),
         fontsize=6.5,
         title="bands: ±1.96 SE over held-out examples",
         title_fontsize=6.5,
@@ -122,7 +177,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return style.decomposition_figure_cli(plot, __doc__, argv)
+    return style.decomposition_figure_cli(plot, __doc__, argv, baselines=True)
 
 
 if __name__ == "__main__":

@@ -244,15 +244,23 @@ def add_decomposition_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="manifest.json of every run")
 
 
-def decomposition_figure_cli(plot: Callable[..., Any], doc: str | None, argv: list[str] | None) -> int:
-    """The command line of the figures drawn from decomposition tables, run.json and manifest.json files alone."""
-    from eqdyn.figures.tables import read_decomposition, read_runs
+def decomposition_figure_cli(
+    plot: Callable[..., Any], doc: str | None, argv: list[str] | None, baselines: bool = False
+) -> int:
+    """The command line of the figures drawn from decomposition tables, run.json and manifest.json files; with
+    ``baselines`` also ``--baselines`` (the constant-model loss tables), passed to ``plot`` as its third argument."""
+    from eqdyn.figures.tables import read_csvs, read_decomposition, read_runs
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_decomposition_arguments(parser)
+    if baselines:
+        parser.add_argument("--baselines", type=Path, nargs="*", default=None, help="constant-model loss tables")
     add_out_argument(parser)
     args = parser.parse_args(argv)
-    save(plot(read_decomposition(args.decomposition), read_runs(args.runs, args.manifests)), args.out)
+    tables: list[Any] = [read_decomposition(args.decomposition), read_runs(args.runs, args.manifests)]
+    if baselines:
+        tables.append(read_csvs(args.baselines) if args.baselines else None)
+    save(plot(*tables), args.out)
     return 0
 
 

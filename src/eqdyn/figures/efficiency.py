@@ -88,7 +88,9 @@ def plot(efficiency: pd.DataFrame, table: pd.DataFrame, runs: dict[str, RunInfo]
             values += list(curve["value"])
         ax.set_xscale("log")
         ax.set_yscale("log")
-        style.log_limits(ax, style.positive_floor(values, 0.5), max(values) * 8)  # headroom for the legend
+        # headroom for the upper-right legend, one line per run drawn (three in the force field's panel)
+        legend_lines = len(ax.get_legend_handles_labels()[1])
+        style.log_limits_below_legend(ax, style.positive_floor(values, 0.5), max(values), legend_lines=legend_lines)
         ax.set_xlabel(f"training compute ({unit})")
         ax.set_title(style.task_title(task))
         ax.legend(loc="upper right", fontsize=5.8)

@@ -57,11 +57,14 @@ def sweeps(runs: dict[str, RunInfo], table: pd.DataFrame) -> dict[tuple[str, str
 NOT_LEARNED = "not learned"
 
 
-def draw(ax, table: pd.DataFrame, run: RunInfo, colour: str, label: str, learned: set[int], width: float = 1.2):
-    """One run's percentage curve with its band, open markers at its checkpoints outside ``learned``; returns its
-    (steps, values) and whether any drawn checkpoint is not learned."""
+def draw(
+    ax, table: pd.DataFrame, run: RunInfo, colour: str, label: str, constant_loss: float | None, width: float = 1.2
+):
+    """One run's percentage curve with its band, open markers at its checkpoints not learned by the claims' rule
+    (against ``constant_loss``, the task's constant-model loss); returns its (steps, values) and whether any drawn
+    checkpoint is not learned."""
     curve = series(table, run.name, QUANTITY)
-    is_learned = curve["step"].isin(learned)
+    is_learned = curve["step"].isin(learned_steps(table, run.name, constant_loss))
     never = not is_learned.any()
     ax.plot(
         curve["step"],
@@ -118,7 +121,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame 
                 base,
                 style.OKABE_ITO["black"],
                 f"base: {factor_label(base, factor)}",
-                learned_steps(table, base.name, constants.get(base.task)),
+                constants.get(base.task),
                 width=1.5,
             )
             any_unlearned |= unlearned
@@ -129,7 +132,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame 
                     run,
                     style.SWEEP_COLOURS[index % len(style.SWEEP_COLOURS)],
                     factor_label(run, factor),
-                    learned_steps(table, run.name, constants.get(run.task)),
+                    constants.get(run.task),
                 )
                 steps += s
                 values += v

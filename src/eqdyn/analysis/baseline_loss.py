@@ -12,7 +12,7 @@ and returns one constant c per output part has, on the decomposition's examples 
 
 A run sitting on the plateau of a trivial predictor (a force field that predicts zero forces and a constant energy)
 has L_total close to this value and an L_equiv share that says nothing about learned equivariance; the claims read
-the 2% rule only at checkpoints well below it (:data:`eqdyn.figures.claims.LEARNED_FRACTION`).
+the 2% rule only at checkpoints well below it (:data:`eqdyn.figures.learned.LEARNED_FRACTION`).
 
 Output: one tidy CSV, a row per part (and "all", their sum, where there are several): the constant's loss with its
 standard error over examples, n, and the constant (empty for "all").

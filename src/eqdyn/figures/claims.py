@@ -28,6 +28,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from eqdyn.figures.learned import LEARNED_FRACTION, LEARNED_FRACTION_OF_STEP0, learned_steps
 from eqdyn.figures.style import add_decomposition_arguments
 from eqdyn.figures.tables import (
     Z95,
@@ -54,14 +55,6 @@ FINISHED = "finished"  # a run's manifest status when training completed
 
 THRESHOLD = 2.0  # percent
 CLAIM_STEP = 10_000
-# A checkpoint counts for the 2% rule only if its held-out L_total is at most this fraction of the loss of the task's
-# best constant model (eqdyn.analysis.baseline_loss): a run on a trivial predictor's plateau sits at ~1.0 of it and
-# has a tiny L_equiv share that says nothing about learned equivariance. The trained runs of the decisive study read
-# 0.16-0.48 at step 10,000, the plateau runs 0.97-1.0: the verdicts do not move between 0.5 and 0.9.
-LEARNED_FRACTION = 0.75
-# Without a constant-model table (an older study): below this fraction of the run's own step-0 L_total, a weaker rule
-# (the step-0 loss reflects the initial output scale), named in the reading.
-LEARNED_FRACTION_OF_STEP0 = 0.5
 PAPER_KAPPA_RATIO = 1000.0
 TWIRL_TOLERANCE_SE = 3.0
 SPEARMAN_ALPHA = 0.05
@@ -233,21 +226,6 @@ class PercentReading:
 def run_status(run: RunInfo) -> str:
     """The run's training outcome: "finished", or e.g. "diverged" / "not trained" (the run has no manifest)."""
     return str(getattr(run, "status", FINISHED))
-
-
-def learned_steps(table: pd.DataFrame, run: str, constant_loss: float | None = None) -> set[int]:
-    """Checkpoints at which the run has learned: held-out L_total ≤ LEARNED_FRACTION x the task's constant-model
-    loss, or without one, below LEARNED_FRACTION_OF_STEP0 of the run's step-0 value.
-
-    On a constant predictor's plateau, or at step 0 where L_total is large, any L_equiv is a small share of L_total:
-    a percentage read there says nothing about learned equivariance. Without either reference no checkpoint counts."""
-    total = series(table, run, "total")
-    if constant_loss is not None and np.isfinite(constant_loss):
-        return {int(s) for s in total.loc[total["value"] <= LEARNED_FRACTION * constant_loss, "step"]}
-    initial = total.loc[total["step"] == 0, "value"]
-    if initial.empty or not np.isfinite(initial.iloc[0]):
-        return set()
-    return {int(s) for s in total.loc[total["value"] < LEARNED_FRACTION_OF_STEP0 * float(initial.iloc[0]), "step"]}
 
 
 def lower_bound_only(task: str) -> bool:

@@ -8,7 +8,7 @@ Rows are sweep factors (size, num_train_molecules, optimizer; only those swept),
 was swept. Each panel shows 100 L_equiv / L_total of the base run (black, the reference in every panel) and of each
 one-factor sweep around it, with +- 1.96 SE bands over held-out examples. Seed sweeps are in figure 1.
 
-Checkpoints that are not learned by the claims' rule (:func:`eqdyn.figures.claims.learned_steps`: held-out L_total
+Checkpoints that are not learned by the claims' rule (:func:`eqdyn.figures.learned.learned_steps`: held-out L_total
 above 0.75x the task's best constant model's loss from ``--baselines``, else not below a fraction of step 0's) are
 drawn as open markers, and a run with no learned checkpoint is dashed and labelled "not learned": on a constant
 predictor's plateau any L_equiv is a small share of L_total, and a reader should not take it for the claim holding.
@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from eqdyn.figures import style
-from eqdyn.figures.claims import LEARNED_FRACTION, LEARNED_FRACTION_OF_STEP0, learned_steps
+from eqdyn.figures.learned import LEARNED_FRACTION, LEARNED_FRACTION_OF_STEP0, learned_steps
 from eqdyn.figures.tables import (
     Z95,
     RunInfo,

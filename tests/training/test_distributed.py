@@ -10,11 +10,14 @@ data, the rotations or the noise misses these tolerances by orders of magnitude 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,7 @@ from eqdyn.training.train import run_training
 STEPS = 30
 SGD = {"optimizer": "sgd", "learning_rate": 0.05}
 TOLERANCES = {"sgd": (1e-5, 1e-5), "adam": (1e-4, None)}  # (loss rtol, weight atol)
+HANG_SECONDS = 300  # a launch takes ~10 s on 2 cores; far longer is a hang, diagnosed below
 
 
 def read_losses(run_dir: Path) -> np.ndarray:
@@ -41,11 +45,34 @@ def last_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / manifest["checkpoints"][-1]["file"], weights_only=False)["weights"]
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux /proc), children first."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    children = [child for child, parent in parents.items() if parent == pid]
+    return [grandchild for child in children for grandchild in descendants(child)] + children
+
+
+def signal_all(pids: list[int], signum: int, pause: float = 0.0) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+        time.sleep(pause)  # one process's stacks at a time, not interleaved
+
+
 def train_with_torchrun(run: dict, train: Path, root: Path, processes: int) -> Path:
     run_path = root / f"{run['name']}.json"
     run_path.write_text(json.dumps(run))
     out = root / run["name"]
-    env = {**os.environ, "PYTHONPATH": str(Path(eqdyn.__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(eqdyn.__file__).resolve().parents[1]),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONFAULTHANDLER": "1",
+    }
     command = [
         sys.executable,
         "-m",
@@ -64,8 +91,22 @@ def train_with_torchrun(run: dict, train: Path, root: Path, processes: int) -> P
         "--state",
         str(root / "state" / run["name"]),
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    try:
+        output, _ = process.communicate(timeout=HANG_SECONDS)
+    except subprocess.TimeoutExpired:
+        # A hang: SIGABRT makes every process of the launch (ranks and agent, faulthandler on) print each thread's
+        # Python stack before it dies, so the failure says where it hung. The ranks run in sessions of their own.
+        launched = [*descendants(process.pid), process.pid]
+        signal_all(launched, signal.SIGABRT, pause=1.0)
+        try:
+            output, _ = process.communicate(timeout=30)
+        finally:
+            signal_all(launched, signal.SIGKILL)
+        pytest.fail(f"torchrun did not end within {HANG_SECONDS} s; the stacks at the hang:\n{output[-12000:]}")
+    assert process.returncode == 0, output[-6000:]
     return out
 
 

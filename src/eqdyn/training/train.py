@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import gc
 import hashlib
 import json
 import logging
@@ -440,7 +439,6 @@ def run_training(
         )
     device = group.device(select_device(run.training.device))
     group.start(device)
-    trainer: Trainer | None = None
     try:
         trainer = Trainer(run, Path(train_path), Path(state_dir), device, group)
         group.barrier()  # rank 0 has cleared stale states before anyone resumes
@@ -466,12 +464,6 @@ def run_training(
             trainer.remove_state()
         group.barrier()
     finally:
-        # Free the trainer (its DDP reducer holds the process group and gradient buckets) while the interpreter is
-        # whole, then destroy the group: else the group's workers drop their last tensors during interpreter
-        # finalisation, a known source of exit hangs (pytorch/pytorch#190489).
-        trainer = None
-        if group.is_distributed:
-            gc.collect()
         group.stop()
     return finished
 

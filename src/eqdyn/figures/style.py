@@ -204,14 +204,29 @@ def percent_ticks(ax: Axes) -> None:
 
 
 def log_limits(ax: Axes, low: float, high: float, min_decades: float = 1.05) -> None:
-    """Log y limits spanning at least ``min_decades`` decades (so a major tick is always labelled), no minor labels."""
+    """Log y limits spanning at least ``min_decades`` decades (so a major tick is always labelled). Where fewer
+    than two decades fall inside, the ticks at 2x and 5x a decade are labelled too, in plain numbers (one label
+    alone gives the reader no scale); else no minor labels."""
     low, high = float(low), float(high)
     span = np.log10(high / low)
     if span < min_decades:
         centre = np.sqrt(low * high)
         low, high = centre / 10 ** (min_decades / 2), centre * 10 ** (min_decades / 2)
     ax.set_ylim(low, high)
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    decades_inside = np.floor(np.log10(high)) - np.ceil(np.log10(low)) + 1
+    if decades_inside >= 2:
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        return
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(_two_and_five_label))
+
+
+def _two_and_five_label(value: float, _: object = None) -> str:
+    """``value`` in plain numbers where it is 2x or 5x a power of ten, else no label."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** np.floor(np.log10(value) + 1e-9)
+    return f"{value:g}" if min(abs(mantissa - 2), abs(mantissa - 5)) < 1e-6 else ""
 
 
 def log_limits_below_legend(

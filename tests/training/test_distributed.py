@@ -63,39 +63,26 @@ def signal_all(pids: list[int], signum: int, pause: float = 0.0) -> None:
         time.sleep(pause)  # one process's stacks at a time, not interleaved
 
 
-def train_with_torchrun(run: dict, train: Path, root: Path, processes: int) -> Path:
-    run_path = root / f"{run['name']}.json"
-    run_path.write_text(json.dumps(run))
-    out = root / run["name"]
+def torchrun(arguments: list[str], processes: int, hang_seconds: float = HANG_SECONDS) -> tuple[int, str]:
+    """Launch ``torchrun --standalone`` with ``arguments`` (a module or script and its arguments); the exit status
+    and the launch's output (every process's)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(eqdyn.__file__).resolve().parents[1]),
         "OMP_NUM_THREADS": "1",
         "PYTHONFAULTHANDLER": "1",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={processes}",
-        "-m",
-        "--",
-        "eqdyn.training.train",
-        "--run",
-        str(run_path),
-        "--train",
-        str(train),
-        "--out",
-        str(out),
-        "--state",
-        str(root / "state" / run["name"]),
-    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        [*command, *arguments],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
-        output, _ = process.communicate(timeout=HANG_SECONDS)
+        output, _ = process.communicate(timeout=hang_seconds)
     except subprocess.TimeoutExpired:
         # A hang: SIGABRT makes every process of the launch (ranks and agent, faulthandler on) print each thread's
         # Python stack before it dies, so the failure says where it hung. The ranks run in sessions of their own.
@@ -105,8 +92,26 @@ def train_with_torchrun(run: dict, train: Path, root: Path, processes: int) -> P
             output, _ = process.communicate(timeout=30)
         finally:
             signal_all(launched, signal.SIGKILL)
-        pytest.fail(f"torchrun did not end within {HANG_SECONDS} s; the stacks at the hang:\n{output[-12000:]}")
-    assert process.returncode == 0, output[-6000:]
+        pytest.fail(f"torchrun did not end within {hang_seconds} s; the stacks at the hang:\n{output[-12000:]}")
+    return process.returncode, output
+
+
+def train_with_torchrun(run: dict, train: Path, root: Path, processes: int) -> Path:
+    run_path = root / f"{run['name']}.json"
+    run_path.write_text(json.dumps(run))
+    out = root / run["name"]
+    paths = [
+        "--run",
+        str(run_path),
+        "--train",
+        str(train),
+        "--out",
+        str(out),
+        "--state",
+        str(root / "state" / run["name"]),
+    ]
+    returncode, output = torchrun(["-m", "--", "eqdyn.training.train", *paths], processes)
+    assert returncode == 0, output[-6000:]
     return out
 
 
@@ -174,3 +179,24 @@ def test_a_diverging_data_parallel_run_ends_on_every_rank(tmp_path: Path) -> Non
     assert manifest["status"] == "diverged" and manifest["diverged_at_step"] == 2
     assert [entry["step"] for entry in manifest["checkpoints"]] == [0]
     assert not (tmp_path / "state" / "diverging").exists()
+
+
+def test_a_rank_that_hangs_in_teardown_ends_with_its_stacks(tmp_path: Path) -> None:
+    """A teardown that never returns (here: a destroy_process_group that sleeps) ends after the watchdog's time
+    with status 1 and every thread's stack, instead of holding the job forever."""
+    script = tmp_path / "hanging_teardown.py"
+    script.write_text(
+        "import time\n"
+        "import torch\n"
+        "import torch.distributed as dist\n"
+        "from eqdyn.training import distributed\n"
+        "distributed.TEARDOWN_SECONDS = 2.0\n"
+        "dist.destroy_process_group = lambda *args, **kwargs: time.sleep(600)\n"
+        "group = distributed.ProcessGroup.from_environment()\n"
+        "group.start(torch.device('cpu'))\n"
+        "group.stop()\n"
+    )
+    started = time.monotonic()
+    returncode, output = torchrun([str(script)], processes=2, hang_seconds=120)
+    assert returncode != 0 and time.monotonic() - started < 90, output[-3000:]
+    assert "Timeout (0:00:02)!" in output and "in stop" in output, output[-3000:]

@@ -13,6 +13,7 @@ sets ``training.processes = N > 1``: NCCL on GPUs (one per process), gloo on CPU
 
 from __future__ import annotations
 
+import faulthandler
 import os
 from collections import deque
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ import torch.distributed as dist
 # had the worker held the tensor's last reference it would wait for the GIL to free it: a deadlock seen in CI
 # (rank 1 hung in ~ProcessGroupGloo after its run finished). 64 is far more than can be in flight.
 _RECENTLY_REDUCED: deque[torch.Tensor] = deque(maxlen=64)
+
+# A data-parallel process still alive this long after it began destroying its process group prints every thread's
+# stack and exits with status 1: teardown (the group's destructor, interpreter finalisation) hung once more in CI
+# after the fix above, with no stack to show where, and a hung rank would hold its job, and the workflow, forever.
+TEARDOWN_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,10 @@ class ProcessGroup:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     def stop(self) -> None:
+        """Destroy the process group, the process's last act: a watchdog (not needing the GIL) ends the process
+        with every thread's stack if it has not exited :data:`TEARDOWN_SECONDS` later."""
         if self.is_distributed and dist.is_initialized():
+            faulthandler.dump_traceback_later(TEARDOWN_SECONDS, exit=True)
             dist.destroy_process_group()
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:

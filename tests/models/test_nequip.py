@@ -251,7 +251,7 @@ def _decomposition_equiv_share(model: nn.Module) -> float:
     molecules = random_molecules(3, 5, seed=2, with_labels=True)
     evaluation = make_evaluation_rotations(task, molecules.example_id.numpy(), seed=3, num_rotations=4)
     example, rotations = make_evaluation_example(task, molecules, evaluation, noise_seed=1)
-    result = decompose(task, model, example, rotations, enumerated=False)
+    result = decompose(task, model, example, rotations)
     return float(result.quantity("equiv").sum() / result.quantity("total").sum())
 
 

@@ -59,10 +59,8 @@ def measure(
     if task.evaluation_design == "haar":
         rotations = haar_rotations(batch * num_rotations, torch.Generator().manual_seed(1))
         rotations = rotations.reshape(batch, num_rotations, 3, 3).to(device)
-        enumerated = False
     else:
         rotations = octahedral_group(device=str(device)).expand(batch, 24, 3, 3)
-        enumerated = True
     k = rotations.shape[1]
 
     def plain() -> None:
@@ -72,7 +70,7 @@ def measure(
 
     def decomposition() -> None:
         with torch.no_grad():
-            decompose(task, model, example, rotations, enumerated)
+            decompose(task, model, example, rotations)
 
     return median_seconds(plain, repeats, device), median_seconds(decomposition, repeats, device)
 

@@ -55,3 +55,39 @@ def test_figures_from_a_folder_without_bundles_names_it(tmp_path: Path) -> None:
     run = dry_run(workdir, "figures_from=empty")
     assert run.returncode != 0
     assert "figures_from=empty: no export bundle there" in run.stderr + run.stdout
+
+
+# (config file or None for the default, its committed bundles, the folder under figures/ it draws into)
+COMMITTED_STUDIES = (
+    (None, "decisive", ""),
+    ("config/hessians.yaml", "hessians", "hessians"),
+    ("config/field_models.yaml", "field_models", "field_models"),
+)
+
+
+def test_every_committed_figure_is_one_its_study_draws(tmp_path: Path) -> None:
+    """No stale file: each figure, PDF and claims table committed under figures/ (per study folder) is an output of
+    that study's `figures` target drawn from its bundles, and each such output is committed."""
+    for configfile, bundles, folder in COMMITTED_STUDIES:
+        workdir = copy_workflow(tmp_path / bundles, REPO)
+        shutil.copytree(REPO / "figures" / "tables" / bundles, workdir / "figures" / "tables" / bundles)
+        options = ["--configfile", configfile] if configfile else []
+        run = subprocess.run(
+            [snakemake_executable(), "--cores", "2", "--dry-run", "--forceall", "figures", *options]
+            + ["--config", f"figures_from=figures/tables/{bundles}"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "PYTHONPATH": str(workdir / "src")},
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        outputs = {
+            path.strip()
+            for line in re.findall(r"^\s*output: (.*)$", run.stdout, flags=re.M)
+            for path in line.split(",")
+        }
+        directory = Path("figures") / folder
+        drawn = {Path(path).name for path in outputs if Path(path).parent == directory}
+        committed = {path.name for path in (REPO / directory).iterdir() if path.suffix in {".png", ".pdf", ".csv"}}
+        assert committed == drawn, f"{directory}: committed only {committed - drawn}, drawn only {drawn - committed}"

@@ -205,3 +205,37 @@ def test_robustness_figure_marks_runs_that_never_learned(tmp_path: Path) -> None
     baseline.to_csv(baseline_file, index=False)
     assert robustness.main([*common_args(study), "--baselines", str(baseline_file), "--out", str(out)]) == 0
     assert_figure(out)
+
+
+def test_equiv_percent_figure_marks_a_run_that_never_learned(tmp_path: Path) -> None:
+    """An augmented base run on the constant model's plateau in every seed is dashed, labelled "not learned" and
+    keyed; with every run learned (after its first checkpoints, which stay open markers) there is no such label."""
+    runs = default_runs()
+    for run in runs:
+        if run.name.startswith("force_field-transformer") and (run.sweep or {}).get("factor") in (None, "seed"):
+            run.loss_scale = 10.0  # L_total >= 10 everywhere, against a constant model at 2.0
+    study = write_study(SyntheticStudy(tmp_path, runs))
+    baseline = pd.DataFrame({"task": ["flow_matching", "force_field"], "part": "all", "value": [2.0, 2.0]})
+    fig = equiv_percent.plot(
+        tables.read_decomposition(study.decomposition_files()),
+        tables.read_runs(study.run_files(), study.manifest_files()),
+        baseline,
+    )
+    drawn = [line for ax in fig.axes for line in ax.get_lines() if not line.get_label().startswith("_")]
+    never = [line for line in drawn if equiv_percent.NOT_LEARNED in line.get_label()]
+    assert [line.get_label().split(",")[0] for line in never] == ["transformer"]
+    assert never[0].get_linestyle() == "--" and never[0] in fig.axes[1].get_lines()  # the force-field panel
+    assert all(line.get_linestyle() == "-" for line in drawn if line not in never and line.get_marker() == "o")
+    assert any(text.get_text().startswith(equiv_percent.NOT_LEARNED) for text in fig.legends[0].get_texts())
+    learned = write_study(SyntheticStudy(tmp_path / "learned", default_runs()))
+    learned_fig = equiv_percent.plot(
+        tables.read_decomposition(learned.decomposition_files()),
+        tables.read_runs(learned.run_files(), learned.manifest_files()),
+        baseline,
+    )
+    assert not any(equiv_percent.NOT_LEARNED in line.get_label() for ax in learned_fig.axes for line in ax.get_lines())
+    out = tmp_path / "equiv_percent.png"
+    baseline_file = tmp_path / "baseline.csv"
+    baseline.to_csv(baseline_file, index=False)
+    assert equiv_percent.main([*common_args(study), "--baselines", str(baseline_file), "--out", str(out)]) == 0
+    assert_figure(out)

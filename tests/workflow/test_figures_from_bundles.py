@@ -72,9 +72,9 @@ def test_every_committed_figure_is_one_its_study_draws(tmp_path: Path) -> None:
         workdir = copy_workflow(tmp_path / bundles, REPO)
         shutil.copytree(REPO / "figures" / "tables" / bundles, workdir / "figures" / "tables" / bundles)
         options = ["--configfile", configfile] if configfile else []
+        command = [snakemake_executable(), "--cores", "2", "--dry-run", "--forceall", "figures", *options]
         run = subprocess.run(
-            [snakemake_executable(), "--cores", "2", "--dry-run", "--forceall", "figures", *options]
-            + ["--config", f"figures_from=figures/tables/{bundles}"],
+            [*command, "--config", f"figures_from=figures/tables/{bundles}"],
             cwd=workdir,
             capture_output=True,
             text=True,

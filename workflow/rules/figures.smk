@@ -116,7 +116,7 @@ FROM_DECOMPOSITION = dict(decomposition=DECOMPOSITIONS, runs=RUN_FILES, manifest
 # One rule per figure, from this table: figure name -> its tables, each passed to `python -m eqdyn.figures.<name>`
 # as --<input name> <files> (an empty list is left out). Caption: workflow/report/<name>.rst.
 FIGURE_INPUTS = {
-    "equiv_percent": FROM_DECOMPOSITION,
+    "equiv_percent": {**FROM_DECOMPOSITION, "baselines": BASELINES},
     "loss_decomposition": {**FROM_DECOMPOSITION, "baselines": BASELINES},
     "robustness": {**FROM_DECOMPOSITION, "baselines": BASELINES},
     # per-example losses of every run (the decomposition's second output) and the inference timings

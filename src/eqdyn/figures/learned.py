@@ -1,13 +1,17 @@
-"""Which checkpoints of a run count as learned: the rule the claims judge by and the robustness figure marks.
+"""Which checkpoints of a run count as learned: the rule the claims judge by, and how the figures mark the others.
 
 Its own module so that an edit to the claims' other rules redraws the claims alone, and an edit to this rule
-redraws both the claims and the figure that draws it.
+redraws the claims and the figures that mark it (``equiv_percent``, ``robustness``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
 
 from eqdyn.figures.tables import series
 
@@ -19,6 +23,7 @@ LEARNED_FRACTION = 0.75
 # Without a constant-model table (an older study): below this fraction of the run's own step-0 L_total, a weaker rule
 # (the step-0 loss reflects the initial output scale), named in the reading.
 LEARNED_FRACTION_OF_STEP0 = 0.5
+NOT_LEARNED = "not learned"  # the words the figures label such checkpoints and runs with
 
 
 def learned_steps(table: pd.DataFrame, run: str, constant_loss: float | None = None) -> set[int]:
@@ -34,3 +39,18 @@ def learned_steps(table: pd.DataFrame, run: str, constant_loss: float | None = N
     if initial.empty or not np.isfinite(initial.iloc[0]):
         return set()
     return {int(s) for s in total.loc[total["value"] < LEARNED_FRACTION_OF_STEP0 * float(initial.iloc[0]), "step"]}
+
+
+def mark_not_learned(ax: Axes, steps: Iterable[float], values: Iterable[float], colour: str, size: float) -> None:
+    """Open markers over a curve's checkpoints that are not learned (drawn on top of its filled ones)."""
+    ax.plot(list(steps), list(values), ls="none", marker="o", ms=size, mfc="white", mec=colour, mew=0.6)
+
+
+def not_learned_key(has_constant_model: bool) -> Line2D:
+    """The legend key of the open markers, naming the reference the rule used."""
+    reference = (
+        rf"$L_\mathrm{{total}}$ > {LEARNED_FRACTION:g}x the constant model's"
+        if has_constant_model
+        else rf"$L_\mathrm{{total}}$ not below {LEARNED_FRACTION_OF_STEP0:g}x step 0's"
+    )
+    return Line2D([], [], ls="none", marker="o", ms=3.0, mfc="white", mec="0.2", label=f"{NOT_LEARNED} ({reference})")

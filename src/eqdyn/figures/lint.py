@@ -338,7 +338,7 @@ def study_figure_arguments(study: Path, out_dir: Path) -> dict[str, list[str]]:
         arguments["twirling"][-2:-2] = ["--examples", *map(str, examples)]
     baselines = sorted(study.glob("analysis/baseline/*.csv"))
     if baselines:  # as the workflow's rules: the constant-model line, the checkpoints not learned
-        for name in ("loss_decomposition", "robustness"):
+        for name in ("equiv_percent", "loss_decomposition", "robustness"):
             arguments[name][-2:-2] = ["--baselines", *map(str, baselines)]
     if examples and efficiency.exists():
         arguments["twirling"][-2:-2] = ["--efficiency", str(efficiency)]

@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from eqdyn.figures import style
-from eqdyn.figures.learned import LEARNED_FRACTION, LEARNED_FRACTION_OF_STEP0, learned_steps
+from eqdyn.figures.learned import NOT_LEARNED, learned_steps, mark_not_learned, not_learned_key
 from eqdyn.figures.tables import (
     Z95,
     RunInfo,
@@ -54,9 +54,6 @@ def sweeps(runs: dict[str, RunInfo], table: pd.DataFrame) -> dict[tuple[str, str
     return out
 
 
-NOT_LEARNED = "not learned"
-
-
 def draw(
     ax, table: pd.DataFrame, run: RunInfo, colour: str, label: str, constant_loss: float | None, width: float = 1.2
 ):
@@ -77,7 +74,7 @@ def draw(
         label=f"{label} ({NOT_LEARNED})" if never else label,
     )
     unlearned = curve[~is_learned]
-    ax.plot(unlearned["step"], unlearned["value"], ls="none", marker="o", ms=2.0, mfc="white", mec=colour, mew=0.6)
+    mark_not_learned(ax, unlearned["step"], unlearned["value"], colour, size=2.0)
     half = Z95 * curve["stderr"].to_numpy(dtype=float)
     floor = style.positive_floor(curve["value"], 0.05)
     style.band(ax, curve["step"], curve["value"] - half, curve["value"] + half, colour, alpha=0.15, log_floor=floor)
@@ -160,14 +157,7 @@ def plot(table: pd.DataFrame, runs: dict[str, RunInfo], baselines: pd.DataFrame 
         Patch(color="0.9", label="paper: 2% reached within 1k–10k steps"),
     ]
     if any_unlearned:
-        reference = (
-            rf"$L_\mathrm{{total}}$ > {LEARNED_FRACTION:g}x the constant model's"
-            if constants
-            else rf"$L_\mathrm{{total}}$ not below {LEARNED_FRACTION_OF_STEP0:g}x step 0's"
-        )
-        handles.append(
-            Line2D([], [], ls="none", marker="o", ms=3.0, mfc="white", mec="0.2", label=f"{NOT_LEARNED} ({reference})")
-        )
+        handles.append(not_learned_key(bool(constants)))
     fig.legend(
         handles=handles,
         loc="outside lower center",

@@ -15,9 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "figures" / "tables" / "decisive" / "flow_matching"
 
 
-def dry_run(workdir: Path, *config: str) -> subprocess.CompletedProcess[str]:
+def dry_run(workdir: Path, *config: str, options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """`snakemake --dry-run figures [options] --config <config>` in ``workdir``."""
     return subprocess.run(
-        [snakemake_executable(), "--cores", "2", "--dry-run", "figures", "--config", *config],
+        [snakemake_executable(), "--cores", "2", "--dry-run", "figures", *options, "--config", *config],
         cwd=workdir,
         capture_output=True,
         text=True,
@@ -71,16 +72,8 @@ def test_every_committed_figure_is_one_its_study_draws(tmp_path: Path) -> None:
     for configfile, bundles, folder in COMMITTED_STUDIES:
         workdir = copy_workflow(tmp_path / bundles, REPO)
         shutil.copytree(REPO / "figures" / "tables" / bundles, workdir / "figures" / "tables" / bundles)
-        options = ["--configfile", configfile] if configfile else []
-        command = [snakemake_executable(), "--cores", "2", "--dry-run", "--forceall", "figures", *options]
-        run = subprocess.run(
-            [*command, "--config", f"figures_from=figures/tables/{bundles}"],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "PYTHONPATH": str(workdir / "src")},
-        )
+        options = ("--forceall", *(("--configfile", configfile) if configfile else ()))
+        run = dry_run(workdir, f"figures_from=figures/tables/{bundles}", options=options)
         assert run.returncode == 0, run.stderr[-3000:]
         outputs = {
             path.strip()
